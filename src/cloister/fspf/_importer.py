@@ -1,0 +1,327 @@
+"""Importing and running Python code straight from a :class:`ProtectedTree`.
+
+Invariants:
+- code is executed only from verified bytes: the sealed code object when it
+  was sealed for this interpreter's magic number, else the verified source
+  compiled in memory;
+- nothing is written: ``sys.dont_write_bytecode`` is set, loaders never cache,
+  ``importlib.resources.as_file`` gets a path object whose reads come from
+  the tree (no temporary copy), extension modules are loaded from a memfd;
+- a module name that resolves to a host file in a protected region that the
+  manifest does not list is refused with an IntegrityError instead of being
+  left to the ordinary path finder.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import io
+import linecache
+import marshal
+import os
+import pathlib
+import runpy
+import sys
+import types
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from cloister import errors
+from cloister.fspf._tree import ProtectedTree
+
+_MAGIC = importlib.util.MAGIC_NUMBER
+_FINDERS: list[TreeFinder] = []
+_ORIGINAL_UPDATECACHE = linecache.updatecache
+
+
+class TreeFinder(importlib.abc.MetaPathFinder):
+    """Meta-path finder for modules whose files lie in ``tree`` below ``root``."""
+
+    def __init__(self, tree: ProtectedTree, root: str) -> None:
+        self.tree = tree
+        self.root = os.path.abspath(root)
+
+    def view(self, logical: str) -> str:
+        return os.path.normpath(self.root + logical) if self.root != "/" else logical
+
+    def logical(self, path: str) -> str | None:
+        return self.tree.to_logical(os.path.abspath(path), self.root)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        name = fullname.rpartition(".")[2]
+        entries: Sequence[Any] = sys.path if path is None else path
+        for entry in entries:
+            if not isinstance(entry, str):
+                continue  # sys.path may hold non-strings in the wild
+            base = self.logical(entry or os.getcwd())
+            if base is None:
+                continue
+            stem = base.rstrip("/") + "/" + name
+            spec = self._spec(fullname, stem)
+            if spec is not None:
+                return spec
+            if self.tree.covers(stem):
+                self._refuse_unlisted(stem)
+        return None
+
+    def _spec(self, fullname: str, stem: str) -> importlib.machinery.ModuleSpec | None:
+        tree = self.tree
+        for logical, is_pkg in ((stem + "/__init__.py", True), (stem + ".py", False)):
+            if tree.has_file(logical):
+                loader = TreeLoader(self, logical, is_pkg=is_pkg)
+                return importlib.util.spec_from_file_location(
+                    fullname,
+                    self.view(logical),
+                    loader=loader,
+                    submodule_search_locations=[self.view(stem)] if is_pkg else None,
+                )
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            if tree.has_file(stem + suffix):
+                ext = _MemfdExtensionLoader(self, fullname, stem + suffix)
+                return importlib.util.spec_from_file_location(
+                    fullname, self.view(stem + suffix), loader=ext
+                )
+        return None
+
+    def _refuse_unlisted(self, stem: str) -> None:
+        candidates = [stem + ".py", stem + "/__init__.py", stem + ".pyc"]
+        candidates += [stem + s for s in importlib.machinery.EXTENSION_SUFFIXES]
+        for logical in candidates:
+            host = self.tree.host_path(logical)
+            if host is not None and os.path.exists(host):
+                raise errors.IntegrityError(
+                    f"{host} is in a protected region but not listed in the protection file "
+                    f"{self.tree.fspf_path}; refusing to import it (added after sealing?)"
+                )
+
+
+class TreeLoader(importlib.abc.InspectLoader):
+    """Loads one module of the tree; never writes bytecode."""
+
+    def __init__(self, finder: TreeFinder, logical: str, *, is_pkg: bool) -> None:
+        self._finder, self._logical, self._is_pkg = finder, logical, is_pkg
+        self.path = finder.view(logical)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        exec(self.get_code(module.__name__), module.__dict__)  # noqa: S102 - verified code
+
+    def is_package(self, fullname: str) -> bool:
+        return self._is_pkg
+
+    def get_filename(self, fullname: str | None = None) -> str:
+        return self.path
+
+    def get_source(self, fullname: str) -> str:
+        return importlib.util.decode_source(self._finder.tree.read(self._logical))
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        blob = self._finder.tree.code(self._logical)
+        if blob is not None and blob[: len(_MAGIC)] == _MAGIC:
+            code = marshal.loads(blob[len(_MAGIC) :])  # noqa: S302 - authenticated bytes
+            if isinstance(code, types.CodeType):
+                return _fix_filename(code, self.path)
+        source = self._finder.tree.read(self._logical)
+        return compile(source, self.path, "exec", dont_inherit=True)
+
+    def get_data(self, path: str) -> bytes:
+        logical = self._finder.logical(path)
+        if logical is not None and (
+            self._finder.tree.covers(logical) or self._finder.tree.has_file(logical)
+        ):
+            return self._finder.tree.read(logical)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def get_resource_reader(self, fullname: str) -> Any:
+        return _Resources(self._finder, os.path.dirname(self._logical)) if self._is_pkg else None
+
+
+class _MemfdExtensionLoader(importlib.abc.Loader):
+    """Loads an extension module from verified bytes through an anonymous memfd."""
+
+    def __init__(self, finder: TreeFinder, fullname: str, logical: str) -> None:
+        self._finder, self._fullname, self._logical = finder, fullname, logical
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        fd = os.memfd_create(os.path.basename(self._logical), os.MFD_CLOEXEC)
+        try:
+            os.write(fd, self._finder.tree.read(self._logical))
+            proc = f"/proc/self/fd/{fd}"
+            inner = importlib.machinery.ExtensionFileLoader(self._fullname, proc)
+            inner_spec = importlib.util.spec_from_file_location(self._fullname, proc, loader=inner)
+            assert inner_spec is not None
+            module = inner.create_module(inner_spec)
+        finally:
+            os.close(fd)  # the mapping outlives the descriptor
+        module.__file__ = self._finder.view(self._logical)
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        importlib.machinery.ExtensionFileLoader.exec_module(None, module)  # type: ignore[arg-type]
+
+
+def _fix_filename(code: types.CodeType, path: str) -> types.CodeType:
+    """``code`` with ``co_filename`` set to ``path`` recursively (sealed under the logical path)."""
+    if code.co_filename == path:
+        return code
+    consts = tuple(
+        _fix_filename(c, path) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_filename=path, co_consts=consts)
+
+
+# --- importlib.resources ---------------------------------------------------
+
+
+class _Resources(importlib.abc.TraversableResources):
+    def __init__(self, finder: TreeFinder, logical_dir: str) -> None:
+        self._finder, self._dir = finder, logical_dir
+
+    def files(self) -> Any:
+        return sealed_path_class(self._finder)(self._finder.view(self._dir))
+
+
+class _SealedPathBase(pathlib.PosixPath):
+    """A real path (so ``as_file`` needs no temp copy) whose reads come from the tree."""
+
+    _finder: TreeFinder
+
+    def _logical(self) -> str | None:
+        return self._finder.logical(str(self))
+
+    def open(
+        self,
+        mode: str = "r",
+        buffering: int = -1,
+        encoding: str | None = None,
+        errors: str | None = None,
+        newline: str | None = None,
+    ) -> Any:
+        logical = self._logical()
+        tree = self._finder.tree
+        if logical is None or not (tree.has_file(logical) or tree.covers(logical)):
+            return super().open(mode, buffering, encoding, errors, newline)
+        if set(mode) & set("wax+"):
+            raise PermissionError(f"{self} is a sealed file and is read-only")
+        raw = tree.open_file(logical)
+        return raw if "b" in mode else io.TextIOWrapper(raw, encoding or "utf-8", errors, newline)
+
+    def is_file(self) -> bool:
+        logical = self._logical()
+        return self._finder.tree.has_file(logical) if logical else super().is_file()
+
+    def is_dir(self) -> bool:
+        logical = self._logical()
+        return self._finder.tree.is_dir(logical) if logical else super().is_dir()
+
+    def exists(self) -> bool:
+        return self.is_file() or self.is_dir()
+
+    def iterdir(self) -> Generator[Any, None, None]:
+        logical = self._logical()
+        if logical is None:
+            yield from super().iterdir()
+            return
+        for name in self._finder.tree.listdir(logical):
+            yield self / name
+
+
+_PATH_CLASSES: dict[int, type[_SealedPathBase]] = {}
+
+
+def sealed_path_class(finder: TreeFinder) -> type[_SealedPathBase]:
+    """A ``pathlib.PosixPath`` subclass bound to ``finder``'s tree (derived paths keep it)."""
+    cls = _PATH_CLASSES.get(id(finder))
+    if cls is None:
+        cls = type("SealedPath", (_SealedPathBase,), {"_finder": finder})
+        _PATH_CLASSES[id(finder)] = cls
+    return cls
+
+
+# --- linecache, install, run -------------------------------------------------
+
+
+def _updatecache(filename: str, module_globals: Any = None) -> list[str]:
+    """Source lines of sealed files come from the tree, never from the ciphertext on disk."""
+    if filename and os.path.isabs(filename):
+        for finder in _FINDERS:
+            logical = finder.logical(filename)
+            if logical is not None and finder.tree.has_file(logical):
+                text = importlib.util.decode_source(finder.tree.read(logical))
+                lines = text.splitlines(keepends=True)
+                if lines and not lines[-1].endswith("\n"):
+                    lines[-1] += "\n"
+                linecache.cache[filename] = (len(text), None, lines, filename)
+                return lines
+    return _ORIGINAL_UPDATECACHE(filename, module_globals)
+
+
+def install_importer(tree: ProtectedTree, sealed_root: str | None = None) -> TreeFinder:
+    """Serve imports from ``tree`` seen below ``sealed_root`` (default: ``tree.default_root``)."""
+    sys.dont_write_bytecode = True
+    finder = TreeFinder(tree, sealed_root or tree.default_root)
+    sys.meta_path.insert(0, finder)
+    _FINDERS.append(finder)
+    linecache.updatecache = _updatecache
+    importlib.invalidate_caches()
+    return finder
+
+
+def uninstall_importer(finder: TreeFinder) -> None:
+    """Undo :func:`install_importer` (modules already imported stay)."""
+    if finder in sys.meta_path:
+        sys.meta_path.remove(finder)
+    if finder in _FINDERS:
+        _FINDERS.remove(finder)
+    if not _FINDERS:
+        linecache.updatecache = _ORIGINAL_UPDATECACHE
+
+
+def run_main(
+    tree: ProtectedTree,
+    path_or_module: str,
+    argv: Sequence[str],
+    *,
+    module: bool = False,
+    sealed_root: str | None = None,
+) -> None:
+    """Run a sealed script (by its path) or ``-m`` module (``module=True``) as ``__main__``.
+
+    ``argv`` are the arguments after the script; ``sys.argv[0]`` becomes the
+    script's path as Python itself would set it.  Exceptions, including
+    SystemExit, propagate like in ``python3 script.py``.
+    """
+    finder = next((f for f in _FINDERS if f.tree is tree), None)
+    if finder is None:
+        finder = install_importer(tree, sealed_root)
+    if module:
+        sys.argv = [path_or_module, *argv]
+        sys.path.insert(0, os.getcwd())
+        runpy.run_module(path_or_module, run_name="__main__", alter_sys=True)
+        return
+    view = os.path.abspath(path_or_module)
+    logical = finder.logical(view)
+    if logical is None or not tree.has_file(logical):
+        if logical is not None and tree.covers(logical):
+            tree.read(logical)  # raises the IntegrityError naming the file
+        raise errors.LaunchError(
+            f"{view} is not a file of the sealed tree {tree.fspf_path}",
+            details=[f"sealed files are seen below {finder.root}"],
+        )
+    loader = TreeLoader(finder, logical, is_pkg=False)
+    code = loader.get_code("__main__")
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=view, __loader__=loader, __spec__=None, __cached__=None, __builtins__=__builtins__
+    )
+    sys.argv = [view, *argv]
+    sys.path.insert(0, os.path.dirname(view))
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)  # noqa: S102 - verified code
