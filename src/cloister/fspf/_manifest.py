@@ -171,8 +171,13 @@ class Manifest:
 def read_raw(path: str) -> tuple[bytes, bytes]:
     """``(kind, body)`` of the protection file at ``path``."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # raw: bypasses any overlay
+        try:
+            data = b""
+            while chunk := os.read(fd, 1 << 20):
+                data += chunk
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise errors.ConfigError(
             f"cannot read protection file {path}: {exc.strerror}",

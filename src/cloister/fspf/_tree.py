@@ -24,6 +24,10 @@ from cloister.fspf._manifest import FileEntry, Manifest, Region
 
 CODE_SUFFIX = ".code"
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# the real calls, captured before any in-memory overlay patches ``os``
+_REAL_STAT = os.stat
+_REAL_FSTAT = os.fstat
+_REAL_SCANDIR = os.scandir
 
 
 @dataclass(frozen=True)
@@ -179,16 +183,9 @@ class ProtectedTree:
         plain_len = min(entry.chunk, size - index * entry.chunk)
         overhead = _crypto.TAG_LEN if entry.key is not None else 0
         expected_host = size + count * overhead
+        # raw os calls: this must not go through an installed in-memory overlay
         try:
-            with open(host, "rb") as fh:
-                actual = os.fstat(fh.fileno()).st_size
-                if actual != expected_host:
-                    raise errors.IntegrityError(
-                        f"protected file {host} has {actual} bytes, expected {expected_host} "
-                        "(truncated, extended or replaced)"
-                    )
-                fh.seek(index * (entry.chunk + overhead))
-                blob = fh.read(plain_len + overhead)
+            fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise errors.IntegrityError(
                 f"protected file {host} is missing (listed in {self.fspf_path})"
@@ -197,6 +194,16 @@ class ProtectedTree:
             raise errors.IntegrityError(
                 f"cannot read protected file {host}: {exc.strerror}"
             ) from None
+        try:
+            actual = _REAL_FSTAT(fd).st_size
+            if actual != expected_host:
+                raise errors.IntegrityError(
+                    f"protected file {host} has {actual} bytes, expected {expected_host} "
+                    "(truncated, extended or replaced)"
+                )
+            blob = os.pread(fd, plain_len + overhead, index * (entry.chunk + overhead))
+        finally:
+            os.close(fd)
         if entry.key is not None:
             plain = _crypto.decrypt_chunk(
                 entry.key, logical, blob, stream=stream, index=index, last=index == count - 1
@@ -287,28 +294,31 @@ class ProtectedTree:
             )
 
     def _extra_files(self, region: Region, allowed: set[str]) -> list[str]:
-        kernel = self._kernel_dir(region)
         found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(kernel):
-            rel = os.path.relpath(dirpath, kernel)
-            logical_dir = region.path + ("" if rel == "." else rel + "/")
-            # subtrees of a longer region are that region's business
-            dirnames[:] = [
-                d for d in dirnames if self._manifest.region_of(logical_dir + d + "/") is region
-            ]
-            for name in filenames:
-                host = os.path.join(dirpath, name)
-                if host not in allowed and self._manifest.region_of(logical_dir + name) is region:
+        pending = [(self._kernel_dir(region), region.path)]
+        while pending:
+            host_dir, logical_dir = pending.pop()
+            try:
+                entries = list(_REAL_SCANDIR(host_dir))
+            except FileNotFoundError:
+                continue
+            for item in entries:
+                logical = logical_dir + item.name
+                if item.is_dir(follow_symlinks=False):
+                    # subtrees of a longer region are that region's business
+                    if self._manifest.region_of(logical + "/") is region:
+                        pending.append((item.path, logical + "/"))
+                elif item.path not in allowed and self._manifest.region_of(logical) is region:
                     found.append(
-                        f"{host} is not listed in the protection file (added after sealing: "
-                        "remove it, or seal again)"
+                        f"{item.path} is not listed in the protection file (added after "
+                        "sealing: remove it, or seal again)"
                     )
-        return found
+        return sorted(found)
 
 
 def _size_problem(host: str, expected: int) -> list[str]:
     try:
-        actual = os.stat(host).st_size
+        actual = _REAL_STAT(host).st_size
     except FileNotFoundError:
         return [f"{host} is missing (removed after sealing)"]
     except OSError as exc:
