@@ -1,0 +1,57 @@
+"""Root parser, command registration and error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from cloister import __version__, errors
+from cloister.cli._exit import exit_code_for
+
+#: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
+COMMAND_MODULES: tuple[str, ...] = ("_session", "_measure", "_las", "_cas")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloister",
+        description="Run unmodified Python services confidentially.",
+    )
+    parser.add_argument("--version", action="version", version=f"cloister {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show debug logs and tracebacks"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"cloister.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def report(err: errors.Error) -> None:
+    """Print ``err`` as one line (plus one line per detail) on stderr."""
+    print(f"cloister: error: {err.message}", file=sys.stderr)
+    for detail in err.details:
+        print(f"  - {detail}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.func(args)
+    except errors.Error as err:
+        if args.verbose:
+            logging.getLogger("cloister").exception("command failed")
+        report(err)
+        return exit_code_for(err)
+    except KeyboardInterrupt:
+        return 130
+    return result

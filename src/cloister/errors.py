@@ -1,0 +1,158 @@
+"""The one error hierarchy of cloister.
+
+Every failure a user can cause or meet is a :class:`Error` carrying a
+one-line, user-facing ``message`` (what, where, how to fix) and optional
+``details`` (further reasons, one per line).  Neither may contain secret
+material.  Subclasses say where the fault lies; the HTTP status of each
+class is mapped in :mod:`cloister.cas._errors_http` and the exit code in
+:mod:`cloister.cli._exit` — exactly one place each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class Error(Exception):
+    """Base of every cloister error; ``str(err)`` is safe to show a user."""
+
+    #: machine-readable code used in JSON errors (``{"error": {"code": …}}``)
+    code = "error"
+
+    def __init__(self, message: str, *, details: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[str] = list(details)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def lines(self) -> list[str]:
+        """The message followed by every detail, one reason per line."""
+        return [self.message, *self.details]
+
+
+# --- policy: the session text the user wrote is wrong -----------------------
+
+
+class PolicyError(Error):
+    """A session policy is invalid.  ``details`` holds every problem found."""
+
+    code = "invalid_policy"
+
+
+class TemplateError(PolicyError):
+    """A ``$VAR`` in a session template has no value."""
+
+    code = "missing_variable"
+
+
+# --- secrets ---------------------------------------------------------------
+
+
+class SecretError(Error):
+    """A secret cannot be generated, imported or rendered as asked."""
+
+    code = "secret_error"
+
+
+# --- CAS server side -------------------------------------------------------
+
+
+class RequestError(Error):
+    """A request to the CAS is malformed (bad body, bad parameters)."""
+
+    code = "bad_request"
+
+
+class AuthenticationError(Error):
+    """The caller presented no usable client certificate."""
+
+    code = "unauthenticated"
+
+
+class AccessDenied(Error):
+    """The caller's identity is not allowed to do this by the session's access policy."""
+
+    code = "forbidden"
+
+
+class NotFound(Error):
+    """A session, secret, route or history entry does not exist (or is not visible)."""
+
+    code = "not_found"
+
+
+class NotPublic(Error):
+    """A secret exists but is not exported publicly."""
+
+    code = "not_public"
+
+
+class Conflict(Error):
+    """A create of an existing name, or an update whose predecessor is stale."""
+
+    code = "conflict"
+
+
+class PayloadTooLarge(Error):
+    """A request body is over the configured limit."""
+
+    code = "payload_too_large"
+
+
+class StoreError(Error):
+    """The CAS store cannot complete an operation (I/O failure, corruption)."""
+
+    code = "store_error"
+
+
+class StoreFull(StoreError):
+    """The CAS store has no space left; nothing was written."""
+
+    code = "insufficient_storage"
+
+
+# --- attestation -----------------------------------------------------------
+
+
+class AttestationError(Error):
+    """Evidence was refused.  ``details`` lists every reason."""
+
+    code = "attestation_failed"
+
+
+class EvidenceError(AttestationError):
+    """Evidence cannot be produced or parsed (LAS failure, malformed quote)."""
+
+    code = "bad_evidence"
+
+
+# --- client side -----------------------------------------------------------
+
+
+class CASClientError(Error):
+    """Talking to a CAS failed: unreachable, untrusted certificate, or an error answer."""
+
+    code = "cas_client_error"
+
+
+class ConfigError(Error):
+    """Local configuration is wrong: a missing file, unsafe permissions, bad address."""
+
+    code = "config_error"
+
+
+# --- runtime and file shield ------------------------------------------------
+
+
+class LaunchError(Error):
+    """``cloister run`` cannot install the configuration or start the program."""
+
+    code = "launch_failed"
+
+
+class IntegrityError(Error):
+    """A protected file or manifest failed its integrity check; nothing of it was used."""
+
+    code = "integrity_error"

@@ -1,0 +1,284 @@
+"""Readers for each section of a session; each records errors and returns typed objects."""
+
+from __future__ import annotations
+
+import shlex
+from types import MappingProxyType
+
+from cloister.policy import _secrets_section
+from cloister.policy._model import (
+    AccessPolicy,
+    AttestationVariant,
+    Image,
+    InjectionFile,
+    Service,
+    Signer,
+)
+from cloister.policy._reader import Reader, get, is_null, present
+from cloister.policy._yaml import Entry, Node
+
+SERVICE_KEYS = (
+    "name",
+    "image_name",
+    "command",
+    "environment",
+    "pwd",
+    "fspf_path",
+    "fspf_key",
+    "fspf_tag",
+    "attestation",
+    "mrenclaves",
+    "platforms",
+)
+IMAGE_KEYS = ("name", "injection_files", "volumes")
+INJECTION_KEYS = ("path", "content", "permission")
+IMAGE_VOLUME_KEYS = ("name", "path", "update_policy")
+ACCESS_KEYS = ("read", "update", "create_sessions")
+VARIANT_KEYS = ("mrenclave", "signer")
+SIGNER_KEYS = ("mrsigner", "isvprodid", "isvsvn", "isvsvn_min", "isvsvn_max")
+
+
+def _opt_str(r: Reader, f: dict[str, Entry], key: str, where: str) -> str | None:
+    node = get(f, key)
+    return None if is_null(node) else r.string(node, f"{where}.{key}")  # type: ignore[arg-type]
+
+
+# --- access_policy ---------------------------------------------------------------
+
+
+def access_policy(r: Reader, node: Node | None) -> AccessPolicy | None:
+    if is_null(node):
+        return None
+    assert node is not None
+    fields = r.mapping(node, ACCESS_KEYS, "access_policy")
+    if fields is None:
+        return None
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in ACCESS_KEYS:
+        entry_node = get(fields, key)
+        if entry_node is not None:
+            lists[key] = r.strings(entry_node, f"access_policy.{key}", single_ok=True)
+    return r.build(
+        lambda: AccessPolicy(
+            read=lists.get("read", ("CREATOR",)),
+            update=lists.get("update", ("CREATOR",)),
+            create_sessions=lists.get("create_sessions"),
+        ),
+        fields,
+        node.mark,
+    )
+
+
+# --- services --------------------------------------------------------------------
+
+
+def services(r: Reader, node: Node | None) -> tuple[Service, ...]:
+    if is_null(node):
+        return ()
+    assert node is not None
+    found = (_service(r, item) for item in r.items(node, "services"))
+    return tuple(s for s in found if s is not None)
+
+
+def _service(r: Reader, node: Node) -> Service | None:
+    fields = r.mapping(node, SERVICE_KEYS, "a service")
+    if fields is None:
+        return None
+    name_node = get(fields, "name")
+    if name_node is None:
+        r.error(node.mark, "a service needs a 'name'")
+        return None
+    name = r.string(name_node, "service name")
+    where = f"service {name!r}"
+    command = _command(r, get(fields, "command"), where)
+    environment = _environment(r, get(fields, "environment"), where)
+    variants = _variants(r, fields, where)
+    platforms_node = get(fields, "platforms")
+    platforms = () if is_null(platforms_node) else r.strings(platforms_node, f"{where}.platforms")  # type: ignore[arg-type]
+    if name is None:
+        return None
+    return r.build(
+        lambda: Service(
+            name=name,
+            image_name=_opt_str(r, fields, "image_name", where),
+            command=command,
+            environment=MappingProxyType(environment),
+            pwd=_opt_str(r, fields, "pwd", where),
+            fspf_path=_opt_str(r, fields, "fspf_path", where),
+            fspf_key=_opt_str(r, fields, "fspf_key", where),
+            fspf_tag=_opt_str(r, fields, "fspf_tag", where),
+            attestation=variants,
+            platforms=tuple(p.lower() if not p.startswith("$$") else p for p in platforms),
+        ),
+        fields,
+        node.mark,
+    )
+
+
+def _command(r: Reader, node: Node | None, where: str) -> tuple[str, ...]:
+    if is_null(node):
+        return ()
+    assert node is not None
+    if node.kind == "seq":
+        found = (
+            r.string(item, f"an argument of {where}.command", coerce=True) for item in node.value
+        )
+        return tuple(a for a in found if a is not None)
+    text = r.string(node, f"{where}.command")
+    if text is None:
+        return ()
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as err:
+        r.error(node.mark, f"{where}.command cannot be split: {err}")
+        return ()
+
+
+def _environment(r: Reader, node: Node | None, where: str) -> dict[str, str]:
+    if is_null(node):
+        return {}
+    assert node is not None
+    if node.kind != "map":
+        r.error(node.mark, f"{where}.environment must be a mapping, got {node.kind}")
+        return {}
+    env: dict[str, str] = {}
+    for key, entry in node.value.items():
+        if is_null(entry.node):
+            env[key] = ""
+            continue
+        value = r.string(entry.node, f"{where}.environment.{key}", coerce=True)
+        if value is not None:
+            env[key] = value
+    return env
+
+
+def _variants(r: Reader, fields: dict[str, Entry], where: str) -> tuple[AttestationVariant, ...]:
+    variants: list[AttestationVariant] = []
+    legacy = get(fields, "mrenclaves")
+    if not is_null(legacy):
+        assert legacy is not None
+        values = r.strings(legacy, f"{where}.mrenclaves", single_ok=True)
+        if values:
+            built = r.build(lambda: AttestationVariant(mrenclaves=values), fields, legacy.mark)
+            variants += [built] if built else []
+    node = get(fields, "attestation")
+    if not is_null(node):
+        assert node is not None
+        for item in r.items(node, f"{where}.attestation", single_ok=True):
+            variant = _variant(r, item, where)
+            variants += [variant] if variant else []
+    return tuple(variants)
+
+
+def _variant(r: Reader, node: Node, where: str) -> AttestationVariant | None:
+    fields = r.mapping(node, VARIANT_KEYS, f"{where}.attestation")
+    if fields is None:
+        return None
+    mr_node = present(get(fields, "mrenclave"))
+    mrenclaves = (
+        ()
+        if mr_node is None
+        else r.strings(mr_node, f"{where}.attestation.mrenclave", single_ok=True)
+    )
+    signer = None
+    signer_node = get(fields, "signer")
+    if not is_null(signer_node):
+        assert signer_node is not None
+        signer = _signer(r, signer_node, where)
+    return r.build(lambda: AttestationVariant(mrenclaves, signer), fields, node.mark)
+
+
+def _signer(r: Reader, node: Node, where: str) -> Signer | None:
+    fields = r.mapping(node, SIGNER_KEYS, f"{where}.attestation.signer")
+    if fields is None:
+        return None
+    mrsigner = _opt_str(r, fields, "mrsigner", f"{where}.signer")
+    ints = {k: r.integer(e.node, f"signer.{k}") for k, e in fields.items() if k != "mrsigner"}
+    if mrsigner is None:
+        r.error(node.mark, f"{where}: signer needs 'mrsigner'")
+        return None
+    exact = ints.get("isvsvn")
+    return Signer(
+        mrsigner=mrsigner.lower(),
+        isvprodid=ints.get("isvprodid"),
+        isvsvn_min=exact if exact is not None else ints.get("isvsvn_min"),
+        isvsvn_max=exact if exact is not None else ints.get("isvsvn_max"),
+    )
+
+
+# --- images ----------------------------------------------------------------------
+
+
+secrets = _secrets_section.secrets
+security = _secrets_section.security
+volumes = _secrets_section.volumes
+
+
+def images(r: Reader, node: Node | None) -> tuple[Image, ...]:
+    if is_null(node):
+        return ()
+    assert node is not None
+    found = (_image(r, item) for item in r.items(node, "images"))
+    return tuple(i for i in found if i is not None)
+
+
+def _image(r: Reader, node: Node) -> Image | None:
+    fields = r.mapping(node, IMAGE_KEYS, "an image")
+    if fields is None:
+        return None
+    name = _opt_str(r, fields, "name", "image")
+    if name is None:
+        r.error(node.mark, "an image needs a 'name'")
+        return None
+    files_node = get(fields, "injection_files")
+    files: list[InjectionFile] = []
+    if not is_null(files_node):
+        assert files_node is not None
+        for item in r.items(files_node, f"image {name!r}.injection_files"):
+            injected = _injection_file(r, item, name)
+            files += [injected] if injected else []
+    volumes_node = get(fields, "volumes")
+    if not is_null(volumes_node):
+        assert volumes_node is not None
+        for item in r.items(volumes_node, f"image {name!r}.volumes"):
+            r.mapping(item, IMAGE_VOLUME_KEYS, f"a volume of image {name!r}")
+    return r.build(lambda: Image(name, tuple(files)), fields, node.mark)
+
+
+def _injection_file(r: Reader, node: Node, image: str) -> InjectionFile | None:
+    where = f"an injection file of image {image!r}"
+    if node.kind == "scalar":
+        plain_path = r.string(node, where)
+        if plain_path is None:
+            return None
+        return r.build(lambda: InjectionFile(plain_path), {}, node.mark)
+    fields = r.mapping(node, INJECTION_KEYS, where)
+    if fields is None:
+        return None
+    path = _opt_str(r, fields, "path", where)
+    if path is None:
+        r.error(node.mark, f"{where} needs a 'path'")
+        return None
+    content_node = get(fields, "content")
+    given = present(content_node)
+    content = None if given is None else r.string(given, f"{path}: content", coerce=True)
+    permission = _permission(r, get(fields, "permission"), path)
+    return r.build(
+        lambda: InjectionFile(
+            path, "" if content is None and content_node else content, permission
+        ),
+        fields,
+        node.mark,
+    )
+
+
+def _permission(r: Reader, node: Node | None, path: str) -> int:
+    if is_null(node):
+        return 0o700
+    assert node is not None
+    # a file mode is octal digits as written ("0600", "600", "0o600"), whatever YAML made of it
+    raw = (node.raw or "").strip().removeprefix("0o")
+    if node.kind == "scalar" and raw and all(c in "01234567" for c in raw):
+        return int(raw, 8)
+    r.error(node.mark, f"{path}: permission {node.raw!r} is not an octal file mode like 0600")
+    return 0o700

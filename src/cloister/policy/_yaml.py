@@ -1,0 +1,129 @@
+"""Strict YAML reading with positions.
+
+The session text is composed into :class:`Node` objects that remember their
+line and column.  Refused here, before any interpretation: anchors and
+aliases (the "billion laughs" bomb needs them, and a security policy has no
+use for them), duplicate keys, non-scalar or non-string keys, tags other than
+YAML's own, and more than one document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from cloister.errors import PolicyError
+
+#: deepest nesting accepted; real sessions are 5-6 levels deep
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"line {self.line} column {self.column}"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A YAML value with its position.  ``value`` is a scalar, list[Node] or dict[str, Entry]."""
+
+    value: Any
+    mark: Mark
+    kind: str  # "scalar" | "seq" | "map"
+    raw: str | None = None  # a scalar's text as written
+
+
+@dataclass(frozen=True)
+class Entry:
+    key_mark: Mark
+    node: Node
+
+
+def _mark(start_mark: Any) -> Mark:
+    return Mark(start_mark.line + 1, start_mark.column + 1)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise PolicyError(
+                f"YAML alias *{event.anchor} at {_mark(event.start_mark)}: "
+                "anchors and aliases are not allowed in a session"
+            )
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise PolicyError(
+                f"YAML anchor &{anchor} at {_mark(event.start_mark)}: "
+                "anchors and aliases are not allowed in a session"
+            )
+        return super().compose_node(parent, index)
+
+
+def parse(text: str) -> Node:
+    """Compose ``text`` into a :class:`Node` tree; raise :class:`PolicyError` on bad YAML."""
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at {_mark(mark)}" if mark is not None else ""
+        problem = err.problem or err.context or "invalid YAML"
+        raise PolicyError(f"invalid YAML{where}: {problem}") from None
+    except yaml.YAMLError as err:
+        raise PolicyError(f"invalid YAML: {err}") from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise PolicyError("the session is empty: expected a mapping with at least 'name'")
+    return _convert(root, loader, 0)
+
+
+def _convert(node: Any, loader: _StrictLoader, depth: int) -> Node:
+    mark = _mark(node.start_mark)
+    if depth > MAX_DEPTH:
+        raise PolicyError(f"nesting deeper than {MAX_DEPTH} levels at {mark}")
+    if isinstance(node, ScalarNode):
+        if node.tag.startswith("tag:yaml.org,2002:") is False:
+            raise PolicyError(f"unsupported YAML tag {node.tag} at {mark}")
+        try:
+            value = loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise PolicyError(f"invalid scalar at {mark}") from None
+        if not isinstance(value, str | int | float | bool | type(None)):
+            # timestamps and binary: keep the text as written
+            value = node.value
+        return Node(value, mark, "scalar", node.value)
+    if isinstance(node, SequenceNode):
+        return Node([_convert(item, loader, depth + 1) for item in node.value], mark, "seq")
+    if isinstance(node, MappingNode):
+        entries: dict[str, Entry] = {}
+        for key_node, value_node in node.value:
+            key_mark = _mark(key_node.start_mark)
+            if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                raise PolicyError(f"unsupported mapping key at {key_mark}: keys must be names")
+            key = key_node.value
+            if key in entries:
+                first = entries[key].key_mark
+                raise PolicyError(f"duplicate key {key!r} at {key_mark} (first at {first})")
+            entries[key] = Entry(key_mark, _convert(value_node, loader, depth + 1))
+        return Node(entries, mark, "map")
+    raise PolicyError(f"unsupported YAML node at {mark}")
+
+
+def plain(node: Node) -> Any:
+    """The node tree as plain Python data (for digests and summaries)."""
+    if node.kind == "map":
+        return {k: plain(e.node) for k, e in node.value.items()}
+    if node.kind == "seq":
+        return [plain(n) for n in node.value]
+    return node.value
