@@ -1,0 +1,166 @@
+"""The CAS WSGI application: dispatch over the route table, auth, limits, JSON errors.
+
+Per request, in order: decode the path (UTF-8, else 400); find the route
+(404 / 405 JSON); refuse anonymous callers on client-cert routes (401);
+read the body up to ``max_body`` bytes (413 JSON beyond — without reading
+the rest, and the connection is closed); run the handler; map any exception
+through :mod:`cloister.cas._errors_http`; record metrics by route pattern.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from cloister import errors
+from cloister.cas._audit import AuditLog
+from cloister.cas._errors_http import MethodNotAllowed, error_response
+from cloister.cas._http import ENV_CERT_PEM, ENV_KEY_HASH, Caller, Request, Response
+from cloister.cas._identity import CASIdentity
+from cloister.cas._metrics import Metrics
+from cloister.cas._routes import Auth, Route
+from cloister.cas._sessions import SessionService
+from cloister.cas.store import Store
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+StartResponse = Callable[..., Any]
+
+_STATUS_TEXT = {
+    200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+    422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable",
+    507: "Insufficient Storage",
+}
+
+
+@dataclass
+class AppContext:
+    """Everything handlers may use.  ``extensions`` holds per-feature state (e.g. nonces)."""
+
+    store: Store
+    sessions: SessionService
+    audit: AuditLog
+    metrics: Metrics
+    identity: CASIdentity | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+def _caller(environ: dict[str, Any]) -> Caller | None:
+    key_hash, pem = environ.get(ENV_KEY_HASH), environ.get(ENV_CERT_PEM)
+    if isinstance(key_hash, str) and isinstance(pem, str):
+        return Caller(key_hash=key_hash, cert_pem=pem)
+    return None
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    too_large = errors.PayloadTooLarge(
+        f"request body is larger than the limit of {limit} bytes",
+        details=["send a smaller session, or start the CAS with a larger --max-body"],
+    )
+    raw_length = environ.get("CONTENT_LENGTH") or ""
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if raw_length:
+        try:
+            length = int(raw_length)
+        except ValueError:
+            raise errors.RequestError("Content-Length is not a number") from None
+        if length > limit:
+            raise too_large
+        if length <= 0:
+            return b""
+    elif not chunked:
+        return b""
+    else:
+        length = limit + 1
+    stream = environ["wsgi.input"]
+    try:
+        body: bytes = stream.read(length)
+    except (OSError, ValueError):
+        raise errors.RequestError("the request body could not be read") from None
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+class CASApp:
+    """WSGI callable.  Build it with :func:`cloister.cas.create_app`."""
+
+    def __init__(self, ctx: AppContext, routes: Sequence[Route]) -> None:
+        self.ctx = ctx
+        self.routes = tuple(routes)
+
+    def _resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed: list[str] = []
+        for route in self.routes:
+            params = route.match(path)
+            if params is None:
+                continue
+            if route.method == method:
+                return route, params
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(
+                f"{method} is not allowed on {path}", details=[f"allowed: {', '.join(allowed)}"]
+            )
+        raise errors.NotFound(
+            f"no such endpoint: {path}", details=["see the CAS API documentation"]
+        )
+
+    def handle(self, environ: dict[str, Any]) -> tuple[str, Response]:
+        """Run one request; returns the route label (for metrics) and the response."""
+        label = "unmatched"
+        try:
+            method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+            try:
+                path = str(environ.get("PATH_INFO", "")).encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                raise errors.RequestError("the request path is not valid UTF-8") from None
+            route, params = self._resolve(method, path)
+            label = route.pattern
+            caller = _caller(environ)
+            if route.auth is Auth.CLIENT_CERT and caller is None:
+                raise errors.AuthenticationError(
+                    f"{method} {route.pattern} needs a client certificate",
+                    details=["connect with a client certificate (curl --cert FILE --key FILE)"],
+                )
+            body = _read_body(environ, self.ctx.max_body)
+            query = dict(parse_qsl(str(environ.get("QUERY_STRING", "")), keep_blank_values=True))
+            headers = {
+                k[5:].replace("_", "-").lower(): str(v)
+                for k, v in environ.items()
+                if k.startswith("HTTP_")
+            }
+            if environ.get("CONTENT_TYPE"):
+                headers["content-type"] = str(environ["CONTENT_TYPE"])
+            request = Request(method, path, query, headers, body, caller, params)
+            return label, route.handler(self.ctx, request)
+        except Exception as exc:
+            return label, error_response(exc)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        label, response = self.handle(environ)
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            *response.headers,
+        ]
+        if response.status == 413:
+            headers.append(("Connection", "close"))
+        reason = _STATUS_TEXT.get(response.status, "Error")
+        start_response(f"{response.status} {reason}", headers)
+        self.ctx.metrics.observe_request(
+            label, str(environ.get("REQUEST_METHOD", "")), response.status,
+            time.perf_counter() - started,
+        )
+        return [response.body]

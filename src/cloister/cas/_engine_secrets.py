@@ -1,0 +1,45 @@
+"""The production :class:`~cloister.cas._engine.SecretEngine`, backed by :mod:`cloister.secrets`.
+
+Stored material is :meth:`cloister.secrets.SecretValue.to_bytes`; only a
+session's own (non-imported) secrets are stored — imports are resolved from
+the exporting session at every use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cloister.policy import Session
+from cloister.secrets import SecretValue, generate
+
+
+class SecretsEngine:
+    def generate(
+        self,
+        session: Session,
+        *,
+        imported: Mapping[str, bytes],
+        previous: Session | None,
+        previous_values: Mapping[str, bytes],
+    ) -> dict[str, bytes]:
+        values = generate(
+            session.secrets,
+            existing={k: SecretValue.from_bytes(v) for k, v in previous_values.items()},
+            imported={k: SecretValue.from_bytes(v) for k, v in imported.items()},
+            previous=previous.secrets if previous is not None else None,
+        )
+        own = {s.name for s in session.secrets if s.import_ is None}
+        return {name: value.to_bytes() for name, value in values.items() if name in own}
+
+    def public_part(self, material: bytes) -> tuple[str, str]:
+        value = SecretValue.from_bytes(material)
+        return value.kind.value, value.public_part()
+
+    def for_import(self, material: bytes, *, with_key: bool) -> bytes:
+        value = SecretValue.from_bytes(material)
+        if value.is_certificate and not with_key:
+            value = value.without_private_key()
+        return value.to_bytes()
+
+    def kind(self, material: bytes) -> str:
+        return SecretValue.from_bytes(material).kind.value

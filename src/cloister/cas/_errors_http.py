@@ -1,0 +1,78 @@
+"""The one place where errors become HTTP statuses and JSON error bodies.
+
+Every error answer has the shape ``{"error": {"code", "message", "details"}}``.
+A :class:`cloister.errors.Error` keeps its (secret-free) message; any other
+exception is a bug: it is logged with its type and a request id (no message,
+which might echo secret input) and answered 500 with a generic message.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+
+from cloister import errors
+from cloister.cas._http import Response
+
+_log = logging.getLogger(__name__)
+
+#: most specific class first; the first ``isinstance`` match wins
+HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
+    (errors.TemplateError, 400),
+    (errors.PolicyError, 400),
+    (errors.RequestError, 400),
+    (errors.AuthenticationError, 401),
+    (errors.AccessDenied, 403),
+    (errors.NotFound, 404),
+    (errors.NotPublic, 403),
+    (errors.Conflict, 409),
+    (errors.PayloadTooLarge, 413),
+    (errors.SecretError, 422),
+    (errors.EvidenceError, 400),
+    (errors.AttestationError, 403),
+    (errors.StoreFull, 507),
+    (errors.StoreError, 503),
+)
+DEFAULT_STATUS = 500
+
+
+class MethodNotAllowed(errors.RequestError):
+    """The path exists but not with this method."""
+
+    code = "method_not_allowed"
+
+
+def status_for(err: errors.Error) -> int:
+    if isinstance(err, MethodNotAllowed):
+        return 405
+    for cls, status in HTTP_STATUS:
+        if isinstance(err, cls):
+            return status
+    return DEFAULT_STATUS
+
+
+def error_body(code: str, message: str, details: list[str]) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(exc: BaseException) -> Response:
+    """Map ``exc`` to its JSON error response; unknown exceptions become a generic 500."""
+    if isinstance(exc, errors.Error):
+        return Response.json(status_for(exc), error_body(exc.code, exc.message, exc.details))
+    incident = uuid.uuid4().hex[:12]
+    # type only: the message of an unexpected exception may echo request data
+    _log.error(
+        "internal error %s: %s\n%s",
+        incident,
+        type(exc).__name__,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+    return Response.json(
+        DEFAULT_STATUS,
+        error_body(
+            "internal_error",
+            "the CAS failed to handle this request",
+            [f"incident {incident} is in the CAS log"],
+        ),
+    )

@@ -1,0 +1,265 @@
+"""Session create / update / read and public values: the CAS's session semantics.
+
+Invariants:
+- the caller's key hash decides everything; nothing in the request body is
+  trusted about who is asking (a ``creator:`` key in the text is ignored —
+  the creator is the key that created the session and is carried over to
+  every later version; each upload's key is in the audit log);
+- create: the name must be free; a namespaced name ``ns/x`` needs the parent
+  ``ns`` to exist and the caller to be in its ``create_sessions`` list;
+- update: the caller must be in the *current* version's ``update`` list and
+  ``predecessor`` must be the current hash (checked again atomically by the
+  store, so of concurrent updates exactly one wins);
+- imports are resolved when the importing version is written and again at
+  every release: the exporting session must already exist and export the
+  secret to the importer (:class:`errors.SecretError` otherwise, naming both
+  sessions and the secret).  An import may therefore not name a session
+  created later — create exporters first (redis before flask in SCONE's
+  example);
+- generated secret values never leave through this class except
+  :meth:`released_values` (for attestation) and :meth:`public_values`
+  (public parts of ``export_public`` secrets).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cloister import errors
+from cloister.cas import _access
+from cloister.cas._audit import AuditLog
+from cloister.cas._engine import SecretEngine
+from cloister.cas._http import Caller
+from cloister.cas.store import SessionRecord, Store
+from cloister.policy import Session, load_session
+
+
+@dataclass(frozen=True)
+class Written:
+    record: SessionRecord
+    created: bool
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: Store,
+        engine: SecretEngine,
+        audit: AuditLog,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.audit = audit
+        self._clock = clock
+
+    # --- parsing (cached: stored texts are immutable per hash) ---------------
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 — the service lives as long as the process
+    def _parsed(self, name: str, session_hash: str, text: str) -> Session:
+        return load_session(text)
+
+    def parsed(self, record: SessionRecord) -> Session:
+        return self._parsed(record.name, record.hash, record.text)
+
+    def _current(self, name: str) -> SessionRecord:
+        record = self.store.current(name)
+        if record is None:
+            raise errors.NotFound(f"session {name!r} does not exist")
+        return record
+
+    # --- create / update ----------------------------------------------------
+
+    def write(self, text: str, caller: Caller) -> Written:
+        """Create (no ``predecessor``) or update a session from its YAML ``text``."""
+        try:
+            session = load_session(text)
+        except errors.PolicyError as exc:
+            self._deny(caller, "write", None, "invalid", exc.message)
+            raise
+        action = "create" if session.predecessor is None else "update"
+        try:
+            if session.predecessor is None:
+                record = self._create(session, text, caller)
+            else:
+                record = self._update(session, text, caller)
+        except errors.Error as exc:
+            self._deny(caller, action, session.name, exc.code, exc.message)
+            raise
+        self.audit.record(
+            caller=caller.key_hash, action=action, session=session.name, decision="allow",
+            reason="", hash=record.hash,
+        )
+        return Written(record, created=session.predecessor is None)
+
+    def _deny(
+        self, caller: Caller | None, action: str, name: str | None, code: str, why: str
+    ) -> None:
+        self.audit.record(
+            caller=caller.key_hash if caller else None, action=action, session=name,
+            decision="deny", reason=f"{code}: {why}",
+        )
+
+    def _create(self, session: Session, text: str, caller: Caller) -> SessionRecord:
+        if self.store.current(session.name) is not None:
+            raise errors.Conflict(
+                f"session {session.name!r} already exists",
+                details=["to change it, send an update whose predecessor is its current hash"],
+            )
+        parent_name, _, _ = session.name.rpartition("/")
+        if parent_name:
+            parent = self.store.current(parent_name)
+            if parent is None:
+                raise errors.NotFound(
+                    f"namespace {parent_name!r} of session {session.name!r} does not exist",
+                    details=[f"create the session {parent_name!r} first"],
+                )
+            _access.require(
+                self.parsed(parent).access_policy.effective_create_sessions, caller,
+                parent.creator_key_hash, action="create_sessions", session=parent_name,
+            )
+        imported = self._resolve_imports(session)
+        secrets = self.engine.generate(
+            session, imported=imported, previous=None, previous_values={}
+        )
+        record = SessionRecord(
+            name=session.name, hash=session.digest, predecessor=None, text=text,
+            creator_key_hash=caller.key_hash, creator_cert_pem=caller.cert_pem,
+            created_at=self._clock(),
+        )
+        self.store.create(record, secrets)
+        return record
+
+    def _update(self, session: Session, text: str, caller: Caller) -> SessionRecord:
+        current = self._current(session.name)
+        old = self.parsed(current)
+        _access.require(
+            old.access_policy.update, caller, current.creator_key_hash,
+            action="update", session=session.name,
+        )
+        if current.hash != session.predecessor:
+            raise errors.Conflict(
+                f"session {session.name!r} changed: predecessor {session.predecessor} "
+                f"is not the current hash {current.hash}",
+                details=["read the session again and base the update on its current hash"],
+            )
+        imported = self._resolve_imports(session)
+        secrets = self.engine.generate(
+            session, imported=imported, previous=old,
+            previous_values=self.store.secrets(current.name, current.hash),
+        )
+        record = SessionRecord(
+            name=session.name, hash=session.digest, predecessor=current.hash, text=text,
+            creator_key_hash=current.creator_key_hash, creator_cert_pem=current.creator_cert_pem,
+            created_at=self._clock(),
+        )
+        self.store.update(record, secrets)
+        return record
+
+    # --- imports --------------------------------------------------------------
+
+    def _resolve_imports(self, session: Session) -> dict[str, bytes]:
+        """Imported material keyed by the importing secret's name; every problem at once."""
+        resolved: dict[str, bytes] = {}
+        problems: list[str] = []
+        for secret in session.secrets:
+            src = secret.import_
+            if src is None:
+                continue
+            where = f"secret {secret.name!r} of session {session.name!r} imports " \
+                    f"{src.secret!r} from session {src.session!r}"
+            record = self.store.current(src.session)
+            if record is None:
+                problems.append(f"{where}, which does not exist: create {src.session!r} first")
+                continue
+            exporter = self.parsed(record)
+            exported = exporter.secret(src.secret)
+            if exported is None or not any(
+                t.admits(session.name) and t.session_hash in (None, session.digest)
+                for t in exported.export
+            ):
+                problems.append(f"{where}, which does not export it to {session.name!r}")
+                continue
+            values = self.store.secrets(record.name, record.hash)
+            material = values.get(src.secret)
+            if material is None:
+                problems.append(f"{where}, which holds no value for it (it is itself imported)")
+                continue
+            if secret.kind is not None and self.engine.kind(material) != secret.kind.value:
+                problems.append(
+                    f"{where}: kind {secret.kind.value} expected, the export is "
+                    f"{self.engine.kind(material)}"
+                )
+                continue
+            key_name = exported.private_key
+            key_secret = exporter.secret(key_name) if key_name else None
+            with_key = key_secret is not None and any(
+                t.admits(session.name) for t in key_secret.export
+            )
+            resolved[secret.name] = self.engine.for_import(material, with_key=with_key)
+        if problems:
+            first, *rest = problems
+            raise errors.SecretError(first, details=rest)
+        return resolved
+
+    # --- reads ----------------------------------------------------------------
+
+    def read(self, name: str, caller: Caller, session_hash: str | None = None) -> SessionRecord:
+        """A version's text for a caller in the current ``read`` list (history too)."""
+        current = self._current(name)
+        try:
+            _access.require(
+                self.parsed(current).access_policy.read, caller, current.creator_key_hash,
+                action="read", session=name,
+            )
+        except errors.AccessDenied as exc:
+            self._deny(caller, "read", name, exc.code, exc.message)
+            raise
+        record = current if session_hash in (None, current.hash) else None
+        if record is None:
+            assert session_hash is not None
+            record = self.store.version(name, session_hash.lower())
+            if record is None:
+                raise errors.NotFound(f"session {name!r} has no version with hash {session_hash}")
+        self.audit.record(
+            caller=caller.key_hash, action="read", session=name, decision="allow", reason="",
+            hash=record.hash,
+        )
+        return record
+
+    def public_values(self, name: str, secret: str | None = None) -> dict[str, dict[str, str]]:
+        """``{secret: {"kind", "value"}}`` for ``export_public`` secrets: public parts only."""
+        session, values = self.released_values(name)
+        wanted = [s for s in session.secrets if s.export_public and (secret in (None, s.name))]
+        if secret is not None and not wanted:
+            raise errors.NotPublic(
+                f"session {name!r} has no public secret {secret!r}",
+                details=["only secrets with export_public: true can be read without a client cert"],
+            )
+        out: dict[str, dict[str, str]] = {}
+        for item in wanted:
+            material = values.get(item.name)
+            if material is None:
+                continue
+            try:
+                kind, value = self.engine.public_part(material)
+            except errors.SecretError:
+                continue  # ascii/binary have no public part: never shown, not even if marked
+            out[item.name] = {"kind": kind, "value": value}
+        return out
+
+    def released_values(self, name: str) -> tuple[Session, dict[str, bytes]]:
+        """The current session and ALL its secret material (own + imports, re-checked).
+
+        For the attestation release path only; never return this to an HTTP caller as is.
+        """
+        current = self._current(name)
+        session = self.parsed(current)
+        values = self.store.secrets(current.name, current.hash)
+        if any(s.import_ is not None for s in session.secrets):
+            values.update(self._resolve_imports(session))
+        return session, values

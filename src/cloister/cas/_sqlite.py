@@ -1,0 +1,278 @@
+"""SQLite implementation of :class:`cloister.cas.store.Store`.
+
+WAL mode, ``synchronous=FULL``, one connection per thread.  Every write is a
+single ``BEGIN IMMEDIATE`` transaction: the write lock is taken before the
+predecessor is read, so two updates of the same name serialize and the
+second one sees the first one's hash (→ :class:`errors.Conflict`).
+Triggers make ``session_versions`` and ``secrets`` append-only.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from cloister import errors
+from cloister.cas._keys import Sealer, secret_aad
+from cloister.cas.store import SessionRecord
+
+DB_FILE = "cas.db"
+_SCHEMA_VERSION = "1"
+_KEY_CHECK_AAD = b"cloister-master-key-check"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS session_versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    predecessor TEXT,
+    text TEXT NOT NULL,
+    creator_key_hash TEXT NOT NULL,
+    creator_cert_pem TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (name, hash)
+);
+CREATE TABLE IF NOT EXISTS current_sessions (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    FOREIGN KEY (name, hash) REFERENCES session_versions (name, hash)
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    session TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (session, hash, secret),
+    FOREIGN KEY (session, hash) REFERENCES session_versions (name, hash)
+);
+CREATE TRIGGER IF NOT EXISTS versions_no_update BEFORE UPDATE ON session_versions
+BEGIN SELECT RAISE(ABORT, 'session history is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS versions_no_delete BEFORE DELETE ON session_versions
+BEGIN SELECT RAISE(ABORT, 'session history is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS secrets_no_update BEFORE UPDATE ON secrets
+BEGIN SELECT RAISE(ABORT, 'secrets are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS secrets_no_delete BEFORE DELETE ON secrets
+BEGIN SELECT RAISE(ABORT, 'secrets are append-only'); END;
+"""
+
+_COLUMNS = "name, hash, predecessor, text, creator_key_hash, creator_cert_pem, created_at"
+
+
+def _store_error(exc: sqlite3.Error) -> errors.StoreError:
+    text = str(exc)
+    if "database or disk is full" in text:
+        return errors.StoreFull(
+            "the CAS store is full; nothing was written",
+            details=["free disk space in the CAS state directory and retry"],
+        )
+    return errors.StoreError(f"the CAS store failed: {text}")
+
+
+class SqliteStore:
+    """Sessions and sealed secrets in ``<state>/cas.db`` (see :mod:`cloister.cas.store`)."""
+
+    def __init__(self, path: Path, sealer: Sealer, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = path
+        self._sealer = sealer
+        self._timeout = busy_timeout_s
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if not path.exists():
+            # create it 0600 ourselves; SQLite gives -wal/-shm the same mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            self._conn().executescript(_SCHEMA)
+            with self._write() as db:
+                self._init_meta(db)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    # --- connections -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _init_meta(self, db: sqlite3.Connection) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO meta VALUES ('schema', ?), ('key_check', ?)",
+                (_SCHEMA_VERSION, self._sealer.seal(b"ok", _KEY_CHECK_AAD)),
+            )
+            return
+        try:
+            self._sealer.open(bytes(row[0]), _KEY_CHECK_AAD)
+        except errors.StoreError:
+            raise errors.ConfigError(
+                f"the master key does not open the CAS store {self.path}",
+                details=["start the CAS with the master key file this store was created with"],
+            ) from None
+
+    # --- writes ------------------------------------------------------------
+
+    def _insert(
+        self, db: sqlite3.Connection, rec: SessionRecord, secrets: Mapping[str, bytes]
+    ) -> None:
+        try:
+            db.execute(
+                f"INSERT INTO session_versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
+                (rec.name, rec.hash, rec.predecessor, rec.text, rec.creator_key_hash,
+                 rec.creator_cert_pem, rec.created_at),
+            )
+        except sqlite3.IntegrityError:
+            raise errors.Conflict(
+                f"session {rec.name!r} already has a version with hash {rec.hash}"
+            ) from None
+        db.executemany(
+            "INSERT INTO secrets (session, hash, secret, blob) VALUES (?,?,?,?)",
+            [
+                (rec.name, rec.hash, secret,
+                 self._sealer.seal(value, secret_aad(rec.name, rec.hash, secret)))
+                for secret, value in sorted(secrets.items())
+            ],
+        )
+
+    def create(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+        try:
+            with self._write() as db:
+                if db.execute(
+                    "SELECT 1 FROM current_sessions WHERE name=?", (record.name,)
+                ).fetchone():
+                    raise errors.Conflict(
+                        f"session {record.name!r} already exists",
+                        details=["to change it, send an update whose predecessor is its hash"],
+                    )
+                self._insert(db, record, secrets)
+                db.execute("INSERT INTO current_sessions VALUES (?,?)", (record.name, record.hash))
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    def update(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+        try:
+            with self._write() as db:
+                row = db.execute(
+                    "SELECT hash FROM current_sessions WHERE name=?", (record.name,)
+                ).fetchone()
+                if row is None:
+                    raise errors.NotFound(
+                        f"session {record.name!r} does not exist",
+                        details=["create it first (a body without predecessor)"],
+                    )
+                if row[0] != record.predecessor:
+                    raise errors.Conflict(
+                        f"session {record.name!r} changed: predecessor {record.predecessor} "
+                        f"is not the current hash {row[0]}",
+                        details=["read the session again and base the update on its hash"],
+                    )
+                self._insert(db, record, secrets)
+                db.execute(
+                    "UPDATE current_sessions SET hash=? WHERE name=?", (record.hash, record.name)
+                )
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    # --- reads -------------------------------------------------------------
+
+    def _records(self, sql: str, args: tuple[object, ...]) -> list[SessionRecord]:
+        try:
+            rows = self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return [SessionRecord(*row) for row in rows]
+
+    def current(self, name: str) -> SessionRecord | None:
+        found = self._records(
+            f"SELECT {', '.join('v.' + c.strip() for c in _COLUMNS.split(','))} "  # noqa: S608
+            "FROM current_sessions c JOIN session_versions v ON v.name=c.name AND v.hash=c.hash "
+            "WHERE c.name=?",
+            (name,),
+        )
+        return found[0] if found else None
+
+    def version(self, name: str, session_hash: str) -> SessionRecord | None:
+        found = self._records(
+            f"SELECT {_COLUMNS} FROM session_versions WHERE name=? AND hash=?",  # noqa: S608
+            (name, session_hash),
+        )
+        return found[0] if found else None
+
+    def history(self, name: str) -> list[SessionRecord]:
+        return self._records(
+            f"SELECT {_COLUMNS} FROM session_versions WHERE name=? ORDER BY id",  # noqa: S608
+            (name,),
+        )
+
+    def secrets(self, name: str, session_hash: str) -> dict[str, bytes]:
+        try:
+            rows = self._conn().execute(
+                "SELECT secret, blob FROM secrets WHERE session=? AND hash=?", (name, session_hash)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return {
+            secret: self._sealer.open(bytes(blob), secret_aad(name, session_hash, secret))
+            for secret, blob in rows
+        }
+
+    def session_count(self) -> int:
+        try:
+            row = self._conn().execute("SELECT count(*) FROM current_sessions").fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return int(row[0])
+
+    def check_integrity(self) -> list[str]:
+        problems: list[str] = []
+        db = self._conn()
+        try:
+            result = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
+            if result != ["ok"]:
+                problems.extend(f"integrity_check: {line}" for line in result)
+            problems.extend(
+                f"foreign key violation in {row[0]} (rowid {row[1]})"
+                for row in db.execute("PRAGMA foreign_key_check").fetchall()
+            )
+            rows = db.execute("SELECT session, hash, secret, blob FROM secrets").fetchall()
+        except sqlite3.Error as exc:
+            return [*problems, f"store unreadable: {exc}"]
+        for session, session_hash, secret, blob in rows:
+            try:
+                self._sealer.open(bytes(blob), secret_aad(session, session_hash, secret))
+            except errors.StoreError as exc:
+                problems.append(f"secret {secret!r} of {session!r} @ {session_hash}: {exc}")
+        return problems
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,72 @@
+"""The CAS store interface: session history, current pointers, sealed secrets.
+
+Invariants every implementation keeps (SQLite now, PostgreSQL later):
+
+- **History**: session versions are only ever added, never changed or
+  deleted; ``hash`` identifies a version of a name.
+- **Atomicity**: :meth:`Store.create` and :meth:`Store.update` write the
+  version, the current pointer and all its secrets in one transaction — after
+  a crash a session is either complete or absent.
+- **Compare-and-set**: :meth:`Store.update` succeeds only while the current
+  hash still equals ``record.predecessor``; of concurrent updates with the
+  same predecessor exactly one wins, the others get :class:`errors.Conflict`.
+- **Secrecy**: secret values are passed in and out as plaintext bytes but are
+  stored only sealed (AES-256-GCM, master key, AAD = session name, version
+  hash and secret name); the plaintext never reaches the database.
+- Disk full raises :class:`errors.StoreFull`; any other storage failure
+  :class:`errors.StoreError`.  Messages never contain secret bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One stored version of a session."""
+
+    name: str
+    hash: str
+    predecessor: str | None
+    text: str
+    creator_key_hash: str
+    creator_cert_pem: str
+    #: seconds since the epoch (UTC)
+    created_at: float
+
+
+class Store(Protocol):
+    """Persistence of sessions and their sealed secrets (see module invariants)."""
+
+    def create(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+        """Add a new name.  :class:`errors.Conflict` if the name exists."""
+
+    def update(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+        """Add a version if current == ``record.predecessor``, else :class:`errors.Conflict`.
+
+        :class:`errors.NotFound` if the name does not exist.
+        """
+
+    def current(self, name: str) -> SessionRecord | None:
+        """The current version of ``name``, or ``None``."""
+
+    def version(self, name: str, session_hash: str) -> SessionRecord | None:
+        """A version of ``name`` by hash (current or historical), or ``None``."""
+
+    def history(self, name: str) -> list[SessionRecord]:
+        """All versions of ``name``, oldest first."""
+
+    def secrets(self, name: str, session_hash: str) -> dict[str, bytes]:
+        """The opened secrets of one version (empty if it has none)."""
+
+    def session_count(self) -> int:
+        """Number of session names."""
+
+    def check_integrity(self) -> list[str]:
+        """Problems found (empty = healthy): storage-level checks plus opening every secret."""
+
+    def close(self) -> None:
+        """Release connections."""

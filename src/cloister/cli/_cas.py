@@ -1,0 +1,65 @@
+"""``cloister cas …``: the CAS server side (``serve``); client subcommands plug in here too.
+
+Each subcommand has its own ``_add_<name>(cas_subparsers)`` function; to add
+one (``show-certificate``, ``attest``), write another and call it from
+:func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE = "~/.cloister/cas"
+
+
+def register(subparsers: Any) -> None:
+    cas = subparsers.add_parser("cas", help="the configuration and attestation service (CAS)")
+    cas_sub = cas.add_subparsers(dest="cas_command", metavar="SUBCOMMAND", required=True)
+    _add_serve(cas_sub)
+
+
+def _add_serve(cas_sub: Any) -> None:
+    p = cas_sub.add_parser(
+        "serve",
+        help="run the CAS (HTTPS, client certificates, SQLite store)",
+        description="Run the CAS. On first start it creates its CA, server certificate, "
+        "master key and store in --state; later starts reuse them.",
+    )
+    p.add_argument(
+        "--state", default=os.environ.get("CLOISTER_CAS_STATE", DEFAULT_STATE),
+        help=f"state directory (default $CLOISTER_CAS_STATE or {DEFAULT_STATE})",
+    )
+    p.add_argument("--listen", default="0.0.0.0:8081", help="HOST:PORT (default 0.0.0.0:8081)")
+    p.add_argument(
+        "--master-key-file", type=Path, default=None,
+        help="existing 32-byte master key file (mode 0600); default: STATE/master.key, "
+        "created on first start",
+    )
+    p.add_argument(
+        "--san", action="append", default=[], metavar="NAME",
+        help="extra DNS name or IP for the server certificate (repeatable)",
+    )
+    p.add_argument(
+        "--max-body", type=int, default=1024 * 1024, help="request body limit in bytes"
+    )
+    p.add_argument("--threads", type=int, default=16, help="worker threads (default 16)")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cloister.cas import CASServer, ServerConfig  # noqa: PLC0415 — keep CLI start fast
+    from cloister.cas._server import parse_listen  # noqa: PLC0415
+
+    config = ServerConfig(
+        state=Path(args.state).expanduser(),
+        listen=parse_listen(args.listen),
+        master_key_file=args.master_key_file,
+        sans=tuple(args.san),
+        max_body=args.max_body,
+        threads=args.threads,
+    )
+    CASServer(config).serve_forever()
+    return 0
