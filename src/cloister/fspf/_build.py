@@ -57,8 +57,8 @@ def add_region(
 ) -> str:
     """Add a region to an unencrypted protection file; returns the new tag.
 
-    A relative or absolute ``kernel`` is stored relative to the protection
-    file's directory, so the tree can be moved as a whole.
+    A relative ``kernel`` is stored relative to the protection file's
+    directory, so the tree can be moved as a whole; an absolute one as is.
     """
     if protection not in _manifest.PROTECTIONS:
         raise errors.ConfigError(f"protection must be one of {', '.join(_manifest.PROTECTIONS)}")
@@ -70,7 +70,8 @@ def add_region(
     stored = None
     if kernel is not None:
         base = os.path.dirname(os.path.abspath(fspf_path))
-        stored = os.path.relpath(os.path.abspath(kernel), base)
+        # absolute stays absolute (SCONE's usage); relative is kept relative to the file
+        stored = kernel if os.path.isabs(kernel) else os.path.relpath(os.path.abspath(kernel), base)
     path = _manifest.normalize_region(region)
     manifest.add_region(Region(path, protection, stored, ephemeral, chunk, key_bytes))
     return _manifest.save_plain(fspf_path, manifest).hex()
