@@ -68,13 +68,9 @@ class Reader:
         value = node.value
         if node.kind == "scalar" and isinstance(value, str):
             return value
-        if (
-            coerce
-            and node.kind == "scalar"
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-        ):
-            return str(value)
+        if coerce and node.kind == "scalar" and isinstance(value, int | float):
+            # the text as written: "0600" stays "0600", an all-digit hex value stays hex
+            return node.raw if node.raw is not None else str(value)
         self.error(node.mark, f"{where} must be a string, got {describe(node)}")
         return None
 
@@ -91,9 +87,11 @@ class Reader:
         self.error(node.mark, f"{where} must be true or false, got {describe(node)}")
         return None
 
-    def strings(self, node: Node, where: str, *, single_ok: bool = False) -> tuple[str, ...]:
+    def strings(
+        self, node: Node, where: str, *, single_ok: bool = False, coerce: bool = False
+    ) -> tuple[str, ...]:
         found = (
-            self.string(item, f"an entry of {where}")
+            self.string(item, f"an entry of {where}", coerce=coerce)
             for item in self.items(node, where, single_ok=single_ok)
         )
         return tuple(s for s in found if s is not None)

@@ -39,8 +39,9 @@ SIGNER_KEYS = ("mrsigner", "isvprodid", "isvsvn", "isvsvn_min", "isvsvn_max")
 
 
 def _opt_str(r: Reader, f: dict[str, Entry], key: str, where: str) -> str | None:
-    node = get(f, key)
-    return None if is_null(node) else r.string(node, f"{where}.{key}")  # type: ignore[arg-type]
+    """An optional string; numbers keep the text as written (hex digits may look numeric)."""
+    node = present(get(f, key))
+    return None if node is None else r.string(node, f"{where}.{key}", coerce=True)
 
 
 # --- access_policy ---------------------------------------------------------------
@@ -94,7 +95,12 @@ def _service(r: Reader, node: Node) -> Service | None:
     environment = _environment(r, get(fields, "environment"), where)
     variants = _variants(r, fields, where)
     platforms_node = get(fields, "platforms")
-    platforms = () if is_null(platforms_node) else r.strings(platforms_node, f"{where}.platforms")  # type: ignore[arg-type]
+    given_platforms = present(platforms_node)
+    platforms = (
+        ()
+        if given_platforms is None
+        else r.strings(given_platforms, f"{where}.platforms", coerce=True)
+    )
     if name is None:
         return None
     return r.build(
@@ -157,7 +163,7 @@ def _variants(r: Reader, fields: dict[str, Entry], where: str) -> tuple[Attestat
     legacy = get(fields, "mrenclaves")
     if not is_null(legacy):
         assert legacy is not None
-        values = r.strings(legacy, f"{where}.mrenclaves", single_ok=True)
+        values = r.strings(legacy, f"{where}.mrenclaves", single_ok=True, coerce=True)
         if values:
             built = r.build(lambda: AttestationVariant(mrenclaves=values), fields, legacy.mark)
             variants += [built] if built else []
@@ -178,7 +184,7 @@ def _variant(r: Reader, node: Node, where: str) -> AttestationVariant | None:
     mrenclaves = (
         ()
         if mr_node is None
-        else r.strings(mr_node, f"{where}.attestation.mrenclave", single_ok=True)
+        else r.strings(mr_node, f"{where}.attestation.mrenclave", single_ok=True, coerce=True)
     )
     signer = None
     signer_node = get(fields, "signer")

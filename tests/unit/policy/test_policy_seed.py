@@ -103,3 +103,13 @@ def test_digest_is_stable_across_key_order_and_formatting() -> None:
     assert a.digest == b.digest
     changed = load_session(text.replace("- redis\n", "- redis2\n"), variables=SEED_VARIABLES)
     assert changed.digest != a.digest
+
+
+def test_numeric_looking_values_keep_their_text() -> None:
+    """Template values are substituted before YAML reads them: digits must stay text."""
+    values = SEED_VARIABLES | {"MRENCLAVE": "0" * 64, "SCONE_FSPF_TAG": "1" * 32}
+    session = load_session(seed_text("flask").replace("6379", "06379"), variables=values)
+    service = session.services[0]
+    assert service.mrenclaves == ("0" * 64,)
+    assert service.fspf_tag == "1" * 32
+    assert service.environment["REDIS_PORT"] == "06379"
