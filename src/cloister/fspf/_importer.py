@@ -24,6 +24,7 @@ import os
 import pathlib
 import runpy
 import sys
+import traceback
 import types
 from collections.abc import Generator, Sequence
 from typing import Any
@@ -270,8 +271,17 @@ def install_importer(tree: ProtectedTree, sealed_root: str | None = None) -> Tre
     sys.meta_path.insert(0, finder)
     _FINDERS.append(finder)
     linecache.updatecache = _updatecache
+    if sys.excepthook is sys.__excepthook__:
+        # the C default reads source lines from the disk (ciphertext); this one uses linecache
+        sys.excepthook = _excepthook
     importlib.invalidate_caches()
     return finder
+
+
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
+) -> None:
+    traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
 
 
 def uninstall_importer(finder: TreeFinder) -> None:
@@ -282,6 +292,8 @@ def uninstall_importer(finder: TreeFinder) -> None:
         _FINDERS.remove(finder)
     if not _FINDERS:
         linecache.updatecache = _ORIGINAL_UPDATECACHE
+        if sys.excepthook is _excepthook:
+            sys.excepthook = sys.__excepthook__
 
 
 def run_main(
