@@ -45,7 +45,7 @@ def render(reference: Reference, values: Mapping[str, SecretValue]) -> bytes:
     if form is None:
         allowed = ", ".join(reference.allowed_suffixes(value.kind.value))
         raise SecretError(
-            f"{reference.text}: a {value.kind.value} secret has no form "
+            f"{reference.text}: {_a(value.kind.value)} secret has no form "
             f"{reference.suffix or '(none)'!r}",
             details=[f"use one of: {allowed}"],
         )
@@ -60,6 +60,10 @@ def render(reference: Reference, values: Mapping[str, SecretValue]) -> bytes:
             ) from None
         rendered = json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
     return rendered
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiox" else f"a {kind}"
 
 
 def render_text(
