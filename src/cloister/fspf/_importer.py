@@ -123,12 +123,14 @@ class TreeLoader(importlib.abc.InspectLoader):
         return importlib.util.decode_source(self._finder.tree.read(self._logical))
 
     def get_code(self, fullname: str) -> types.CodeType:
+        # the source is verified too (AES-GCM is cheap next to compiling): a file
+        # changed on disk refuses the import even though its sealed code is intact
+        source = self._finder.tree.read(self._logical)
         blob = self._finder.tree.code(self._logical)
         if blob is not None and blob[: len(_MAGIC)] == _MAGIC:
             code = marshal.loads(blob[len(_MAGIC) :])  # noqa: S302 - authenticated bytes
             if isinstance(code, types.CodeType):
                 return _fix_filename(code, self.path)
-        source = self._finder.tree.read(self._logical)
         return compile(source, self.path, "exec", dont_inherit=True)
 
     def get_data(self, path: str) -> bytes:

@@ -65,3 +65,15 @@ def scan_for_marker(root: Path, allowed: Path) -> list[str]:
             if MARKER.encode() in Path(path).read_bytes():
                 hits.append(path)
     return hits
+
+
+RUNNER_CODE = """
+import sys
+from cloister import errors, fspf
+try:
+    tree = fspf.ProtectedTree.open(*sys.argv[1:4])
+    fspf.run_main(tree, sys.argv[4], sys.argv[5:])
+except errors.Error as err:
+    print("refused:", err.message, *err.details, file=sys.stderr)
+    sys.exit(4)
+"""
