@@ -1,0 +1,62 @@
+"""Attestation: measurement, evidence, the LAS, verifiers, sealing to an ephemeral key.
+
+Flow (``cloister run`` ↔ CAS):
+
+1. the runtime computes its :func:`measure` and creates an ephemeral X25519
+   key (:func:`generate_ephemeral_key`, memory only);
+2. it asks the CAS for a nonce and the LAS (:class:`LasClient`) for a quote
+   whose report data is :func:`report_data` ``(nonce, public key)``;
+3. the CAS checks the evidence with the verifier for its type
+   (:data:`VERIFIERS`, see :mod:`cloister.cas._decide`) and returns the
+   configuration :func:`seal_to` the ephemeral key, which only the runtime
+   can :func:`open_sealed`.
+
+Trust model: evidence types are pluggable verifiers.  **simulation**: the LAS
+signs a quote with a software key; it proves which code was launched to
+someone who trusts the host, and nothing against a host administrator.
+"""
+
+from cloister.attest._evidence import (
+    FORMAT,
+    SIMULATION,
+    VERSION,
+    canonical_json,
+    evidence_type,
+    platform_id,
+    report_data,
+)
+from cloister.attest._las import DEFAULT_LISTEN, LasServer, make_server
+from cloister.attest._las_client import LasClient, default_las_address
+from cloister.attest._measure import is_python_interpreter, measure
+from cloister.attest._seal import (
+    generate_ephemeral_key,
+    open_sealed,
+    public_key_bytes_of,
+    seal_to,
+)
+from cloister.attest._verify import VERIFIERS, SimulationVerifier, VerifiedClaims, Verifier
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "FORMAT",
+    "SIMULATION",
+    "VERIFIERS",
+    "VERSION",
+    "LasClient",
+    "LasServer",
+    "SimulationVerifier",
+    "VerifiedClaims",
+    "Verifier",
+    "canonical_json",
+    "default_las_address",
+    "evidence_type",
+    "generate_ephemeral_key",
+    "is_python_interpreter",
+    "make_server",
+    "measure",
+    "open_sealed",
+    "platform_id",
+    "public_key_bytes_of",
+    "report_data",
+    "seal_to",
+]

@@ -1,0 +1,130 @@
+"""Measurement: the digest a policy lists in ``mrenclaves`` for a program.
+
+Encoding (``cloister-measurement-v1``)::
+
+    measurement = SHA-256( b"cloister-measurement-v1\\0" ‖ kind ‖ b"\\0" ‖ item ‖ item ‖ … )
+    item        = u64be(len(name)) ‖ name ‖ u64be(len(content)) ‖ content
+
+with names UTF-8 and ``u64be`` an 8-byte big-endian length, so no two
+different inputs encode alike.
+
+- ``kind = b"python"``: the program is a Python interpreter.  Items are
+  ``("interpreter", bytes of the interpreter executable)`` and then, sorted
+  by name (byte order), one item per runtime file ``("cloister/<relative
+  path>", bytes)`` for every ``*.py`` under the cloister package this process
+  runs (``__pycache__`` directories excluded).  This is what runs when
+  ``cloister run`` launches a Python service in-process: that interpreter
+  plus this runtime.
+- ``kind = b"native"``: one item ``("executable", bytes of the executable)``.
+
+A program is found like a shell would (a name without ``/`` is looked up on
+``PATH``), then symlinks are resolved, so ``python3`` and the versioned file
+it points to measure alike.  It is a Python interpreter when the resolved
+file is the same file as ``sys.executable`` or its basename is ``python``,
+``python3`` or ``python3.N`` (optionally with a ``t`` or ``d`` ABI suffix).
+
+Limits, stated plainly: the interpreter item is the executable file only
+(a ``libpython`` shared library and the standard library are not covered),
+and the runtime files are the ones *this* installation of cloister holds —
+run ``cloister measure`` from the installation that ``cloister run`` uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from cloister import errors
+
+DOMAIN = b"cloister-measurement-v1\0"
+_PYTHON_NAME = re.compile(r"python(3(\.\d+)?[td]?)?")
+_CHUNK = 1 << 20
+
+
+def runtime_dir() -> Path:
+    """The directory of the cloister package this process runs."""
+    return Path(__file__).resolve().parent.parent  # .../cloister/attest/_measure.py
+
+
+def resolve_program(program: str) -> Path:
+    """The real file ``program`` names (PATH lookup for bare names, symlinks resolved)."""
+    found = program if "/" in program else shutil.which(program)
+    if found is None:
+        raise errors.ConfigError(
+            f"program {program!r} not found on PATH",
+            details=["give its path, or add its directory to PATH"],
+        )
+    path = Path(found).resolve()
+    if not path.is_file():
+        raise errors.ConfigError(f"program {program!r} ({path}) is not a regular file")
+    return path
+
+
+def is_python_interpreter(path: Path) -> bool:
+    """True when the resolved ``path`` is a Python interpreter (rule in the module docstring)."""
+    if _PYTHON_NAME.fullmatch(path.name):
+        return True
+    try:
+        return path.samefile(Path(sys.executable).resolve())
+    except OSError:
+        return False
+
+
+def runtime_files(root: Path) -> list[tuple[str, Path]]:
+    """``("cloister/<rel>", path)`` for every ``*.py`` under ``root``, sorted by name bytes."""
+    items = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        if "__pycache__" in rel.parts or not path.is_file():
+            continue
+        items.append((f"cloister/{rel.as_posix()}", path))
+    items.sort(key=lambda item: item[0].encode("utf-8"))
+    return items
+
+
+def _item_chunks(name: str, path: Path) -> Iterator[bytes]:
+    encoded = name.encode("utf-8")
+    yield len(encoded).to_bytes(8, "big") + encoded
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            yield size.to_bytes(8, "big")
+            read = 0
+            while chunk := handle.read(_CHUNK):
+                read += len(chunk)
+                yield chunk
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot read {path} to measure it: {exc.strerror}") from None
+    if read != size:
+        raise errors.ConfigError(f"{path} changed while it was being measured: measure again")
+
+
+def measure_items(kind: str, items: list[tuple[str, Path]]) -> str:
+    """Hex SHA-256 of the encoding above for ``kind`` and the named files, in order."""
+    digest = hashlib.sha256(DOMAIN + kind.encode("ascii") + b"\0")
+    for name, path in items:
+        for chunk in _item_chunks(name, path):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def measure(program: str | None = None, *, runtime: Path | None = None) -> str:
+    """The 64-hex measurement of ``program`` (default: this Python interpreter + runtime).
+
+    ``runtime`` overrides the cloister package directory that is measured
+    for a Python interpreter (another installation, or a copy in a test).
+    Deterministic: the same files give the same value on every call and host.
+    """
+    path = resolve_program(sys.executable if program is None else program)
+    if not is_python_interpreter(path):
+        return measure_items("native", [("executable", path)])
+    root = runtime_dir() if runtime is None else Path(runtime).resolve()
+    files = runtime_files(root)
+    if not files:
+        raise errors.ConfigError(f"no cloister runtime files under {root}")
+    return measure_items("python", [("interpreter", path), *files])

@@ -1,0 +1,220 @@
+"""The attestation decision, table-driven: each attack fails with its reason named."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cloister.attest import (
+    VERIFIERS,
+    VerifiedClaims,
+    _evidence,
+    canonical_json,
+    generate_ephemeral_key,
+    public_key_bytes_of,
+    report_data,
+)
+from cloister.cas._decide import NONCE_REASON, Decision, decide
+from cloister.policy import AttestationSecurity, AttestationVariant, Service, Signer
+
+M = "ab" * 32
+OTHER_M = "cd" * 32
+TAG = "12" * 16
+LAS_KEY = Ed25519PrivateKey.generate()
+ATTACKER_KEY = Ed25519PrivateKey.generate()
+PLATFORM = _evidence.platform_id(_evidence.spki_der(LAS_KEY.public_key()))
+NOT_TOLERATED = ("evidence type simulation not tolerated: add debug-mode to "
+                 "security.attestation.tolerate")
+
+
+@dataclass
+class Case:
+    """One attestation attempt; every field defaults to the honest, accepted one."""
+
+    measurement: str = M
+    fspf_tag: str | None = TAG
+    key: Ed25519PrivateKey = LAS_KEY
+    bind_to_other_key: bool = False
+    nonce_ok: bool | str = True
+    tamper: Callable[[dict[str, Any]], None] | None = None
+    service: dict[str, Any] = field(default_factory=dict)
+    security: dict[str, Any] = field(default_factory=dict)
+
+    def run(self) -> Decision:
+        nonce = os.urandom(32)
+        ephemeral = public_key_bytes_of(generate_ephemeral_key())
+        bound = public_key_bytes_of(generate_ephemeral_key()) if self.bind_to_other_key \
+            else ephemeral
+        evidence = _evidence.sign_simulation(
+            self.key, measurement=self.measurement, fspf_tag=self.fspf_tag,
+            report_data_hex=report_data(nonce, bound).hex(),
+        )
+        if self.tamper is not None:
+            obj = json.loads(evidence)
+            self.tamper(obj)
+            evidence = canonical_json(obj)
+        service = Service(**{
+            "name": "api",
+            "attestation": (AttestationVariant(mrenclaves=(M,)),),
+            "platforms": (PLATFORM,),
+            "fspf_tag": TAG,
+            **self.service,
+        })
+        security = AttestationSecurity(**{"tolerate": frozenset({"debug-mode"}),
+                                          **self.security})
+        return decide(service=service, attestation=security, evidence=evidence, nonce=nonce,
+                      nonce_ok=self.nonce_ok, ephemeral_public_key=ephemeral)
+
+
+def _flip_signature(obj: dict[str, Any]) -> None:
+    sig = bytearray(base64.b64decode(obj["signature"]))
+    sig[10] ^= 0x80
+    obj["signature"] = base64.b64encode(bytes(sig)).decode()
+
+
+def _forge_platform_id(obj: dict[str, Any]) -> None:
+    """The attacker signs with its own key but claims the honest platform id."""
+    obj["claims"]["platform_id"] = PLATFORM
+    obj["signature"] = base64.b64encode(ATTACKER_KEY.sign(
+        _evidence.SIGNATURE_CONTEXT + canonical_json(obj["claims"]))).decode()
+
+
+REFUSALS: dict[str, tuple[Case, list[str]]] = {
+    "measurement not listed": (
+        Case(measurement=OTHER_M),
+        [f"measurement {OTHER_M} not in [{M[:12]}…] of service api"]),
+    "platform not listed": (
+        Case(service={"platforms": ("ee" * 32,)}),
+        [f"platform {PLATFORM} not in [{'ee' * 6}…] of service api"]),
+    "simulation without debug-mode": (
+        Case(security={"tolerate": frozenset({"outdated-tcb"})}), [NOT_TOLERATED]),
+    "wrong fspf tag": (
+        Case(fspf_tag="34" * 16),
+        [f"evidence carries fspf tag {'34' * 16}, service api requires fspf_tag {TAG}"]),
+    "no fspf tag where one is required": (
+        Case(fspf_tag=None),
+        [f"evidence carries no fspf tag, service api requires fspf_tag {TAG}"]),
+    "report data bound to another key": (
+        Case(bind_to_other_key=True), ["bound to another key or nonce"]),
+    "tampered signature": (Case(tamper=_flip_signature), ["evidence signature is invalid"]),
+    "tampered claim": (
+        Case(tamper=lambda o: o["claims"].update(measurement=M.replace("a", "e"))),
+        ["evidence signature is invalid"]),
+    "other key claiming this platform": (
+        Case(key=ATTACKER_KEY, tamper=_forge_platform_id),
+        ["not the hash of the key that signed it"]),
+    "valid evidence from another platform key": (
+        Case(key=ATTACKER_KEY), ["not in [" + PLATFORM[:12] + "…] of service api"]),
+    "nonce unknown, expired or used": (Case(nonce_ok=False), [NONCE_REASON]),
+    "nonce reason from the store": (Case(nonce_ok="nonce expired 31 s ago"),
+                                    ["nonce expired 31 s ago"]),
+    "signer-only variant": (
+        Case(service={"attestation": (AttestationVariant(signer=Signer(mrsigner="ff" * 32)),)}),
+        ["attestation variant 1 requires signer ffffffffffff…, which simulation evidence "
+         "does not carry"]),
+    "service lists no measurement": (
+        Case(service={"attestation": ()}), ["service api lists no measurement"]),
+    "maa mode": (Case(security={"mode": "maa"}), ["mode maa is not supported"]),
+    "all at once": (
+        Case(measurement=OTHER_M, fspf_tag="34" * 16, nonce_ok=False,
+             service={"platforms": ("ee" * 32,)}, security={"tolerate": frozenset()}),
+        [NONCE_REASON, f"measurement {OTHER_M} not in", f"platform {PLATFORM} not in",
+         "requires fspf_tag", NOT_TOLERATED]),
+    "mode none still needs the nonce and the binding": (
+        Case(bind_to_other_key=True, nonce_ok=False, security={"mode": "none"}),
+        [NONCE_REASON, "bound to another key"]),
+    "mode none still needs authentic evidence": (
+        Case(tamper=_flip_signature, security={"mode": "none"}), ["signature is invalid"]),
+    "mode none still checks the fspf tag": (
+        Case(fspf_tag="34" * 16, security={"mode": "none"}), ["requires fspf_tag"]),
+}
+
+
+@pytest.mark.parametrize(("case", "expected"), REFUSALS.values(), ids=REFUSALS.keys())
+def test_refusals_name_every_reason(case: Case, expected: list[str]) -> None:
+    decision = case.run()
+    assert not decision.accepted
+    assert len(decision.reasons) == len(expected), decision.reasons
+    for reason, fragment in zip(decision.reasons, expected, strict=True):
+        assert fragment in reason, (fragment, decision.reasons)
+
+
+ACCEPTED: dict[str, Case] = {
+    "honest simulation with debug-mode": Case(),
+    "any listed variant": Case(measurement=OTHER_M, service={"attestation": (
+        AttestationVariant(mrenclaves=(M,)), AttestationVariant(mrenclaves=(OTHER_M.upper(),)))}),
+    "no platforms pinned": Case(service={"platforms": ()}),
+    "no fspf tag required": Case(fspf_tag=None, service={"fspf_tag": None}),
+    "mode none skips measurement, platform and evidence type": Case(
+        measurement=OTHER_M, service={"platforms": ("ee" * 32,)},
+        security={"mode": "none", "tolerate": frozenset()}),
+}
+
+
+@pytest.mark.parametrize("case", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_accepted(case: Case) -> None:
+    decision = case.run()
+    assert decision == Decision(accepted=True, reasons=[], claims=decision.claims)
+    assert decision.claims is not None and decision.claims.evidence_type == "simulation"
+
+
+@pytest.mark.parametrize("evidence", [b"", b"garbage", b'{"format": "x"}'])
+def test_malformed_evidence_is_a_reason(evidence: bytes) -> None:
+    decision = decide(service=Service(name="api"), attestation=AttestationSecurity(),
+                      evidence=evidence, nonce=b"n", nonce_ok=True, ephemeral_public_key=b"k")
+    assert not decision.accepted and decision.reasons[0].startswith("evidence is malformed")
+
+
+class _TpmStub:
+    """A plug-in verifier for a new evidence type, registered without touching decide()."""
+
+    evidence_type = "tpm-test"
+
+    def __init__(self, claims: VerifiedClaims | None = None, crash: bool = False) -> None:
+        self.claims, self.crash = claims, crash
+
+    def verify(self, evidence: bytes, *, expected_report_data: bytes) -> VerifiedClaims | list[str]:
+        if self.crash:
+            raise RuntimeError("plug-in bug")
+        assert self.claims is not None
+        return replace(self.claims, report_data=expected_report_data)
+
+
+def _tpm_decision(verifier: _TpmStub, **security: Any) -> Decision:
+    evidence = canonical_json({"format": "cloister-evidence", "version": 1, "type": "tpm-test"})
+    return decide(
+        service=Service(name="api", attestation=(AttestationVariant(mrenclaves=(M,)),)),
+        attestation=AttestationSecurity(**security), evidence=evidence, nonce=b"n",
+        nonce_ok=True, ephemeral_public_key=b"k",
+        verifiers={**VERIFIERS, "tpm-test": verifier},
+    )
+
+
+def test_plugged_in_hardware_type_needs_no_toleration() -> None:
+    claims = VerifiedClaims(evidence_type="tpm-test", measurement=M, platform_id="00" * 32,
+                            report_data=b"")
+    assert _tpm_decision(_TpmStub(claims)).accepted
+    unknown = decide(service=Service(name="api"), attestation=AttestationSecurity(),
+                     evidence=canonical_json({"format": "cloister-evidence", "version": 1,
+                                              "type": "tpm-test"}),
+                     nonce=b"n", nonce_ok=True, ephemeral_public_key=b"k")
+    assert unknown.reasons == ["evidence type 'tpm-test' has no verifier on this CAS "
+                               "(known: simulation)"]
+
+
+def test_crashing_plug_in_refuses() -> None:
+    decision = _tpm_decision(_TpmStub(crash=True))
+    assert decision.reasons == ["the tpm-test verifier failed on this evidence"]
+
+
+def test_plug_in_returning_another_type_refuses() -> None:
+    claims = VerifiedClaims(evidence_type="simulation", measurement=M, platform_id="00" * 32,
+                            report_data=b"")
+    assert "returned claims of type simulation" in _tpm_decision(_TpmStub(claims)).reasons[0]
