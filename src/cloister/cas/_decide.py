@@ -59,6 +59,14 @@ class Decision:
     reasons: list[str]
     claims: VerifiedClaims | None = None
 
+    def error(self, config_id: str) -> errors.AttestationError:
+        """The refusal as an error: ``details`` holds every reason, in check order."""
+        count = len(self.reasons)
+        return errors.AttestationError(
+            f"attestation of {config_id} refused ({count} reason{'s' if count != 1 else ''})",
+            details=self.reasons,
+        )
+
 
 def _short(hex_value: str) -> str:
     return hex_value[:12] + "…" if len(hex_value) > 12 else hex_value

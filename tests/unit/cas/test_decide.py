@@ -218,3 +218,10 @@ def test_plug_in_returning_another_type_refuses() -> None:
     claims = VerifiedClaims(evidence_type="simulation", measurement=M, platform_id="00" * 32,
                             report_data=b"")
     assert "returned claims of type simulation" in _tpm_decision(_TpmStub(claims)).reasons[0]
+
+
+def test_refusal_as_error_lists_every_reason() -> None:
+    decision = REFUSALS["all at once"][0].run()
+    err = decision.error("patients/api")
+    assert err.message == "attestation of patients/api refused (5 reasons)"
+    assert err.details == decision.reasons and err.code == "attestation_failed"
