@@ -112,7 +112,7 @@ class MemFS:
                 )
             if info is not None:
                 return _Hit("dir", full, names=tuple(tree.listdir(logical)))
-            if tree.covers(logical) and os.path.isfile(full):
+            if tree.covers(logical) and _real_isfile(full):
                 raise errors.IntegrityError(
                     f"{full} is in a protected region but not listed in the protection file "
                     f"{tree.fspf_path} (added after sealing?)"
@@ -181,6 +181,13 @@ def _patched() -> dict[str, Any]:
     }
 
 
+def _real_isfile(path: str) -> bool:
+    try:
+        return stat.S_ISREG(_REAL["stat"](path).st_mode)
+    except OSError:
+        return False
+
+
 def _hit(path: Any) -> _Hit | None:
     return _ACTIVE.lookup(path) if _ACTIVE is not None else None
 
@@ -211,10 +218,10 @@ def _open(  # noqa: PLR0917 - the signature of builtins.open
     if hit.kind == "dir":
         raise IsADirectoryError(errno.EISDIR, "Is a directory", hit.path)
     if hit.tree is not None:
-        raw: Any = hit.tree.open_file(hit.logical)
+        raw: Any = hit.tree.open_file(hit.logical)  # its name is the file's path already
     else:
         raw = io.BytesIO(hit.data)
-    raw.name = hit.path
+        raw.name = hit.path
     if "b" in mode:
         return raw
     enc = encoding if encoding not in (None, "locale") else locale.getpreferredencoding(False)
