@@ -15,7 +15,9 @@
    variants (every factor of a variant must hold; a variant that names only a
    ``signer`` cannot match evidence that carries no signer, such as
    ``simulation``), the platform id is in ``platforms`` if any are listed,
-   and the fspf tag equals ``fspf_tag`` if one is set.
+   and the fspf tag equals ``fspf_tag`` when both the policy and the evidence
+   carry one (evidence without a tag is allowed: the attested runtime then
+   verifies the protected tree against the released ``fspf_tag`` itself).
 5. **policy** — ``security.attestation`` allows the evidence: every
    toleration the verifier asks for (``debug-mode`` for ``simulation``) is in
    ``tolerate``.
@@ -162,10 +164,15 @@ def decide(
             if platforms and claims.platform_id not in platforms:
                 reasons.append(f"platform {claims.platform_id} not in {_listed(platforms)} "
                                f"of service {service.name}")
-        if service.fspf_tag is not None and claims.fspf_tag != service.fspf_tag.lower():
-            got = "no fspf tag" if claims.fspf_tag is None else f"fspf tag {claims.fspf_tag}"
-            reasons.append(f"evidence carries {got}, service {service.name} requires "
-                           f"fspf_tag {service.fspf_tag}")
+        # evidence without a tag: the measured runtime verifies the tree against the
+        # released fspf_tag itself before running any of it (as SCONE's runtime does)
+        if (
+            service.fspf_tag is not None
+            and claims.fspf_tag is not None
+            and claims.fspf_tag != service.fspf_tag.lower()
+        ):
+            reasons.append(f"evidence carries fspf tag {claims.fspf_tag}, service "
+                           f"{service.name} requires fspf_tag {service.fspf_tag}")
 
         # (5) policy: security.attestation allows this evidence
         if not none_mode:

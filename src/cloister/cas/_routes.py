@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from cloister.cas import _attestation as attestation
 from cloister.cas import _handlers as h
 from cloister.cas._http import Request, Response
 
@@ -82,8 +83,11 @@ OPERATION_ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/certificate", h.cas_certificate, PUBLIC),
 )
 
-#: the attestation endpoints (``/v1/attest/...``) go here
-ATTESTATION_ROUTES: tuple[Route, ...] = ()
+#: the attestation endpoints: the evidence is the credential, so no client certificate
+ATTESTATION_ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/attest/nonce", attestation.post_nonce, PUBLIC),
+    Route("POST", "/v1/attest/config", attestation.post_config, PUBLIC),
+)
 
 
 def route_table(extra: Sequence[Route] = ()) -> tuple[Route, ...]:

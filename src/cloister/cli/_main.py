@@ -12,7 +12,7 @@ from cloister import __version__, errors
 from cloister.cli._exit import exit_code_for
 
 #: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
-COMMAND_MODULES: tuple[str, ...] = ("_session", "_measure", "_las", "_cas", "_fspf")
+COMMAND_MODULES: tuple[str, ...] = ("_session", "_measure", "_las", "_cas", "_fspf", "_run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,13 +38,22 @@ def report(err: errors.Error) -> None:
         print(f"  - {detail}", file=sys.stderr)
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Log cloister's own messages to stderr; the root logger stays the program's own
+    (``cloister run`` hosts the workload in this process)."""
+    logger = logging.getLogger("cloister")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(args.verbose)
     try:
         result: int = args.func(args)
     except errors.Error as err:

@@ -1,0 +1,110 @@
+"""What an attested service receives: its configuration, rendered from the session.
+
+Pure functions, no I/O.  The configuration is a JSON object:
+
+``{"version": 1, "session": …, "service": …, "command": [argv…],
+"environment": {…}, "pwd": "/…" | null,
+"files": [{"path", "mode", "content": base64}], "fspf": {"path", "key", "tag"} | null}``
+
+Invariant: only the service's own command, environment, fspf key/tag and
+the injection files of its image are released; nothing else of the session.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from cloister import errors
+from cloister.policy import Secret, SecretKind, Service, Session, find_references
+from cloister.secrets import SecretValue, render_bytes, render_text
+
+CONFIG_VERSION = 1
+
+
+def parse_config_id(config_id: str) -> tuple[str, str]:
+    """``session/service`` (``ns/session/service`` for namespaced sessions) → both names."""
+    if "@" in config_id:
+        raise errors.RequestError(
+            f"config id {config_id!r} carries a one-time password (@…), which cloister does "
+            "not support: drop the @ suffix"
+        )
+    session, sep, service = config_id.rpartition("/")
+    if not sep or not session or not service:
+        raise errors.RequestError(
+            f"config id {config_id!r} is not SESSION/SERVICE: "
+            "set CLOISTER_CONFIG_ID=session/service"
+        )
+    return session, service
+
+
+def resolve_service(
+    session: Session, service: Service, values: Mapping[str, SecretValue]
+) -> Service:
+    """``service`` with references in its attestation inputs rendered (platforms, fspf tag)."""
+    names = _names(session)
+    platforms = tuple(render_text(p, values, names) for p in service.platforms)
+    tag = None if service.fspf_tag is None else render_text(service.fspf_tag, values, names)
+    return replace(service, platforms=platforms, fspf_tag=tag)
+
+
+def build_config(
+    session: Session, service: Service, values: Mapping[str, SecretValue]
+) -> dict[str, Any]:
+    """Render ``service``'s configuration; raise :class:`SecretError` if a reference fails."""
+    names = _names(session)
+    image = session.image(service.image_name) if service.image_name else None
+    files: list[dict[str, Any]] = []
+    for injected in image.injection_files if image else ():
+        if injected.content is None:
+            raise errors.SecretError(
+                f"injection file {injected.path} of image {image.name if image else ''} has no "
+                "'content': cloister injects only files whose content the policy gives"
+            )
+        data = render_bytes(injected.content, values, names)
+        files.append(
+            {
+                "path": injected.path,
+                "mode": injected.permission,
+                "content": base64.b64encode(data).decode("ascii"),
+            }
+        )
+    fspf = None
+    if service.fspf_path is not None:
+        fspf = {
+            "path": service.fspf_path,
+            "key": _fspf_key(service.fspf_key, session, values),
+            "tag": None
+            if service.fspf_tag is None
+            else render_text(service.fspf_tag, values, names),
+        }
+    return {
+        "version": CONFIG_VERSION,
+        "session": session.name,
+        "service": service.name,
+        "command": [render_text(arg, values, names) for arg in service.command],
+        "environment": {k: render_text(v, values, names) for k, v in service.environment.items()},
+        "pwd": service.pwd,
+        "files": files,
+        "fspf": fspf,
+    }
+
+
+def _names(session: Session) -> set[str]:
+    return {s.name for s in session.secrets}
+
+
+def _fspf_key(text: str | None, session: Session, values: Mapping[str, SecretValue]) -> str | None:
+    """The fspf key as 64 hex; a reference to a binary secret means its bytes (SCONE)."""
+    if text is None:
+        return None
+    refs = list(find_references(text, _names(session)))
+    if len(refs) == 1 and refs[0].text == text and refs[0].suffix == "":
+        secret: Secret | None = session.secret(refs[0].secret)
+        value = values.get(refs[0].secret)
+        if secret is not None and value is not None and value.kind is SecretKind.BINARY:
+            assert value.data is not None
+            return value.data.hex()
+    return render_text(text, values, _names(session))

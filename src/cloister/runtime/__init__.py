@@ -1,0 +1,84 @@
+"""``cloister run``: attest, receive the configuration, install it in memory, launch.
+
+Python programs (the policy's command starts with a Python interpreter) run
+in this very process — the process whose interpreter and runtime were
+measured.  Native programs are measured by their executable and exec'd after
+their injected files are written to a memory-backed filesystem.  On any
+refusal nothing of the program runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+
+from cloister import errors, fspf
+from cloister.attest import measure
+from cloister.runtime._attest import Timings, fetch_config
+from cloister.runtime._config import LaunchConfig
+from cloister.runtime._native import exec_native, resolve
+from cloister.runtime._python import open_tree, run_python
+from cloister.runtime._settings import RunSettings
+
+__all__ = ["LaunchConfig", "RunSettings", "Timings", "attest_and_fetch", "run"]
+
+_log = logging.getLogger(__name__)
+_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?")
+
+
+def is_python_command(program: str) -> bool:
+    """True when ``program`` names a Python interpreter (python, python3, python3.11)."""
+    return _PYTHON_NAME.fullmatch(os.path.basename(program)) is not None
+
+
+def attest_and_fetch(
+    settings: RunSettings, command: Sequence[str], host_env: Mapping[str, str]
+) -> tuple[LaunchConfig, str | None, Timings]:
+    """Measure what ``command`` starts, attest, and return the released configuration.
+
+    Returns the configuration (host ``@@`` values applied), the native
+    executable's resolved path (None for Python), and the step timings.
+    """
+    program = command[0] if command else None
+    native = None if program is None or is_python_command(program) else resolve(program)
+    measurement = measure(native)
+    tag = fspf.tag(settings.fspf_path) if settings.fspf_path else None
+    config, timings = fetch_config(settings, measurement, tag)
+    config = config.with_host_values(command[1:], host_env)
+    _check_kind(config, native)
+    return config, native, timings
+
+
+def _check_kind(config: LaunchConfig, native: str | None) -> None:
+    policy_program = config.command[0] if config.command else ""
+    if native is None and not is_python_command(policy_program):
+        raise errors.LaunchError(
+            f"service {config.session}/{config.service} runs {policy_program!r}, but cloister "
+            f"run was started for Python: start it as 'cloister run -- {policy_program}'"
+        )
+    if native is not None and resolve(policy_program) != native:
+        raise errors.LaunchError(
+            f"service {config.session}/{config.service} runs {policy_program!r}, not the "
+            f"measured {native}: start cloister run with the policy's program"
+        )
+
+
+def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
+    """Attest and launch; returns the Python program's exit status (native: never returns)."""
+    settings = settings or RunSettings.from_env()
+    host_env = dict(os.environ)
+    config, native, timings = attest_and_fetch(settings, command, host_env)
+    _log.debug(
+        "attested %s/%s: nonce %.1f ms, quote %.1f ms, decision %.1f ms",
+        config.session,
+        config.service,
+        timings.nonce * 1e3,
+        timings.quote * 1e3,
+        timings.decision * 1e3,
+    )
+    if native is not None:
+        exec_native(config, native)
+    tree = open_tree(config)  # verified against the released tag before anything runs
+    return run_python(config, tree)

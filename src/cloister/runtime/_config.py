@@ -1,0 +1,112 @@
+"""The configuration a CAS released to this process, parsed and checked.
+
+It lives in memory only: never logged, never written (except, for native
+programs, the injected files onto a memory-backed filesystem).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloister import errors
+
+
+@dataclass(frozen=True, repr=False)
+class InjectedFile:
+    path: str
+    mode: int
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, repr=False)
+class FspfConfig:
+    path: str
+    key: str
+    tag: str
+
+
+@dataclass(frozen=True, repr=False)
+class LaunchConfig:
+    """``repr`` is deliberately uninformative: the environment and files are secrets."""
+
+    session: str
+    service: str
+    command: tuple[str, ...]
+    environment: Mapping[str, str]
+    pwd: str | None
+    files: tuple[InjectedFile, ...]
+    fspf: FspfConfig | None
+
+    def __repr__(self) -> str:
+        return f"LaunchConfig({self.session}/{self.service})"
+
+    @classmethod
+    def from_json(cls, blob: bytes) -> LaunchConfig:
+        try:
+            raw = json.loads(blob)
+            return cls(
+                session=str(raw["session"]),
+                service=str(raw["service"]),
+                command=tuple(str(a) for a in raw["command"]),
+                environment={str(k): str(v) for k, v in raw["environment"].items()},
+                pwd=raw["pwd"],
+                files=tuple(
+                    InjectedFile(f["path"], int(f["mode"]), base64.b64decode(f["content"]))
+                    for f in raw["files"]
+                ),
+                fspf=_fspf(raw.get("fspf")),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            raise errors.LaunchError(
+                "the CAS sent a configuration this runtime cannot read"
+            ) from None
+
+    def with_host_values(
+        self, host_args: Sequence[str], host_env: Mapping[str, str]
+    ) -> LaunchConfig:
+        """Apply SCONE's host expansion: ``@@N`` arguments and ``@@NAME`` variables (0.3.8)."""
+        command = [_host_arg(arg, host_args) for arg in self.command]
+        environment: dict[str, str] = {}
+        for key, value in self.environment.items():
+            if key.startswith("@@"):
+                environment[key[2:]] = host_env.get(key[2:], "")
+            else:
+                environment[key] = value
+        return LaunchConfig(
+            self.session,
+            self.service,
+            tuple(command),
+            environment,
+            self.pwd,
+            self.files,
+            self.fspf,
+        )
+
+
+def _host_arg(arg: str, host_args: Sequence[str]) -> str:
+    if not (arg.startswith("@@") and arg[2:].isdigit()):
+        return arg
+    index = int(arg[2:])
+    if not 1 <= index <= len(host_args):
+        raise errors.LaunchError(
+            f"the policy's command asks for host argument {arg}, but only {len(host_args)} "
+            "were given after the program name"
+        )
+    return host_args[index - 1]
+
+
+def _fspf(raw: Any) -> FspfConfig | None:
+    if raw is None:
+        return None
+    if raw.get("key") is None or raw.get("tag") is None:
+        raise errors.LaunchError(
+            f"the policy names protected files {raw.get('path')} but not both fspf_key and "
+            "fspf_tag: add them to the service"
+        )
+    return FspfConfig(os.path.normpath(raw["path"]), raw["key"], raw["tag"])

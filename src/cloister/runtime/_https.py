@@ -1,0 +1,82 @@
+"""A JSON-over-HTTPS call to the CAS, trusting exactly one pinned certificate.
+
+The pinned certificate is the CAS's own CA certificate (what ``cloister cas
+show-certificate`` prints); it is the only trust anchor, so a server
+certificate the system's CAs signed is refused.  Host names are not checked:
+the CAS may be reached by IP address or any name, and only a holder of a key
+that CA certified can complete the handshake.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from cloister import errors
+
+TIMEOUT = 10.0
+
+
+class Unreachable(errors.CASClientError):
+    """The CAS could not be reached at all (worth retrying)."""
+
+
+def _pinned_der(pem: str) -> bytes:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+    except ValueError:
+        raise errors.ConfigError(
+            "the pinned CAS certificate is not a valid PEM certificate"
+        ) from None
+
+
+def post_json(host: str, port: int, path: str, body: dict[str, Any], pinned_pem: str) -> Any:
+    """POST ``body`` and return the decoded JSON answer; error answers raise by status."""
+    _pinned_der(pinned_pem)  # a clear error for a bad pin file, before any network I/O
+    context = ssl.create_default_context(cadata=pinned_pem)
+    context.check_hostname = False  # identity is the pinned certificate itself, checked below
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
+    where = f"CAS at {host}:{port}"
+    try:
+        try:
+            conn.connect()
+        except ssl.SSLError as err:
+            raise errors.CASClientError(
+                f"{where} did not present the pinned certificate ({err.reason}): "
+                "check CLOISTER_CAS_CERT"
+            ) from None
+        except OSError as err:
+            raise Unreachable(f"cannot reach {where}: {err.strerror or err}") from None
+        payload = json.dumps(body).encode()
+        try:
+            conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            raise Unreachable(f"{where} dropped the connection: {err}") from None
+    finally:
+        conn.close()
+    return _decode(response.status, data, where)
+
+
+def _decode(status: int, data: bytes, where: str) -> Any:
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise errors.CASClientError(f"{where} answered {status} with a non-JSON body") from None
+    if status < 400:
+        return answer
+    error = answer.get("error", {}) if isinstance(answer, dict) else {}
+    message = str(error.get("message") or f"HTTP {status}")
+    details = [str(d) for d in error.get("details") or []]
+    if status == 403 and error.get("code") == "attestation_failed":
+        raise errors.AttestationError(message, details=details)
+    if status >= 500:
+        raise Unreachable(f"{where} failed: {message}", details=details)
+    raise errors.CASClientError(f"{where} refused: {message}", details=details)

@@ -1,0 +1,98 @@
+"""How ``cloister run`` finds its CAS, LAS and configuration id (environment variables).
+
+The cloister names win over SCONE's (``CLOISTER_CAS_ADDR`` over
+``SCONE_CAS_ADDR`` …), so a SCONE deployment's environment works unchanged.
+Read once, when the command starts — never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloister import errors
+
+DEFAULT_CAS = "cas"
+DEFAULT_CAS_PORT = 8081
+DEFAULT_LAS = "127.0.0.1:18766"
+#: how long to keep retrying an unreachable CAS or LAS before giving up
+DEFAULT_RETRY_SECONDS = 30.0
+
+
+def _first(env: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = env.get(name)
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    cas_addr: str
+    las_addr: str
+    config_id: str
+    cas_cert_pem: str
+    fspf_path: str | None = None
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RunSettings:
+        env = os.environ if env is None else env
+        config_id = _first(env, "CLOISTER_CONFIG_ID", "SCONE_CONFIG_ID")
+        if config_id is None:
+            raise errors.ConfigError(
+                "no configuration id: set CLOISTER_CONFIG_ID=session/service (or SCONE_CONFIG_ID)"
+            )
+        cert_file = env.get("CLOISTER_CAS_CERT")
+        if not cert_file:
+            raise errors.ConfigError(
+                "no pinned CAS certificate: set CLOISTER_CAS_CERT to the PEM file printed by "
+                "'cloister cas show-certificate'"
+            )
+        try:
+            cert_pem = Path(cert_file).read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise errors.ConfigError(
+                f"cannot read the pinned CAS certificate {cert_file}: {err}"
+            ) from None
+        if "-----BEGIN CERTIFICATE-----" not in cert_pem:
+            raise errors.ConfigError(f"{cert_file} holds no PEM certificate (CLOISTER_CAS_CERT)")
+        retry = env.get("CLOISTER_RETRY_SECONDS")
+        try:
+            retry_seconds = float(retry) if retry else DEFAULT_RETRY_SECONDS
+        except ValueError:
+            raise errors.ConfigError(
+                f"CLOISTER_RETRY_SECONDS={retry!r} is not a number of seconds"
+            ) from None
+        return cls(
+            cas_addr=_first(env, "CLOISTER_CAS_ADDR", "SCONE_CAS_ADDR") or DEFAULT_CAS,
+            las_addr=_first(env, "CLOISTER_LAS_ADDR", "SCONE_LAS_ADDR") or DEFAULT_LAS,
+            config_id=config_id,
+            cas_cert_pem=cert_pem,
+            fspf_path=env.get("CLOISTER_FSPF_PATH") or None,
+            retry_seconds=max(0.0, retry_seconds),
+        )
+
+
+def split_address(addr: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` → (host, port)."""
+    host, port = addr, default_port
+    if addr.startswith("["):
+        host, _, rest = addr[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:], addr)
+    elif addr.count(":") == 1:
+        host, _, text = addr.partition(":")
+        port = _port(text, addr)
+    if not host:
+        raise errors.ConfigError(f"address {addr!r} has no host")
+    return host, port
+
+
+def _port(text: str, addr: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise errors.ConfigError(f"address {addr!r} has an invalid port")
+    return int(text)

@@ -1,0 +1,149 @@
+"""``cloister run`` launches an unmodified Python program only after the CAS verified it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from run_harness import Platform, platform, python_measurement
+
+PROGRAM = """\
+import os, sys, pathlib
+print("argv", sys.argv[1:])
+print("token-len", len(os.environ["TOKEN"]))
+print("greeting", os.environ["GREETING"])
+with open("/tls/app.crt") as f:
+    print("open", f.read().startswith("-----BEGIN CERTIFICATE-----"))
+print("pathlib", pathlib.Path("/tls/app.key").read_text().startswith("-----BEGIN PRIVATE KEY"))
+print("exists", os.path.exists("/tls/app.crt"), os.path.exists("/tls/none"))
+print("cwd", os.getcwd())
+pathlib.Path(os.environ["MARKER"]).write_text("ran")
+sys.exit(7)
+"""
+
+
+def session(name: str, program: Path, measurement: str, *, tolerate: str = "[debug-mode]",
+            platforms: str = "") -> str:
+    return f"""\
+name: {name}
+version: "0.3"
+services:
+  - name: app
+    image_name: img
+    mrenclaves: [{measurement}]
+    command: python3 {program} one "two words"
+    environment:
+      TOKEN: $$SCONE::token$$
+      GREETING: hello
+      MARKER: {program.parent}/ran
+    pwd: {program.parent}
+    {platforms}
+images:
+  - name: img
+    injection_files:
+      - path: /tls/app.crt
+        content: $$SCONE::cert:crt$$
+      - path: /tls/app.key
+        content: $$SCONE::cert:privatekey$$
+        permission: 0600
+secrets:
+  - name: token
+    kind: ascii
+  - name: key
+    kind: private-key
+  - name: cert
+    kind: x509
+    private_key: key
+    dns: [app]
+security:
+  attestation:
+    tolerate: {tolerate}
+"""
+
+
+@pytest.fixture(scope="module")
+def plat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with platform(tmp_path_factory.mktemp("run")) as p:
+        yield p
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "app.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+def test_python_program_gets_its_configuration_in_memory(plat: Platform, program: Path) -> None:
+    plat.create(session("ok", program, python_measurement()))
+    done = plat.run("ok/app")
+    assert done.returncode == 7, done.stderr
+    assert done.stdout.splitlines() == [
+        "argv ['one', 'two words']",
+        "token-len 20",
+        "greeting hello",
+        "open True",
+        "pathlib True",
+        "exists True False",
+        f"cwd {program.parent}",
+    ]
+    assert not Path("/tls").exists()
+    assert (program.parent / "ran").read_text() == "ran"
+
+
+def refused(plat: Platform, program: Path, config_id: str, *reasons: str) -> None:
+    done = plat.run(config_id)
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    for reason in reasons:
+        assert reason in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
+
+
+def test_unlisted_measurement_is_refused(plat: Platform, program: Path) -> None:
+    plat.create(session("wrong-m", program, "c" * 64))
+    refused(plat, program, "wrong-m/app",
+            "measurement", "not in [cccccccccccc", "add it to mrenclaves")
+
+
+def test_simulation_without_debug_mode_is_refused(plat: Platform, program: Path) -> None:
+    plat.create(session("no-debug", program, python_measurement(), tolerate="[]"))
+    refused(plat, program, "no-debug/app",
+            "evidence type simulation not tolerated: add debug-mode to "
+            "security.attestation.tolerate")
+
+
+def test_unlisted_platform_is_refused(plat: Platform, program: Path) -> None:
+    text = session("other-platform", program, python_measurement(),
+                   platforms=f"platforms: [{'d' * 64}]")
+    plat.create(text)
+    refused(plat, program, "other-platform/app", f"platform {plat.las.platform_id()} not in")
+
+
+def test_all_reasons_at_once(plat: Platform, program: Path) -> None:
+    plat.create(session("two-reasons", program, "e" * 64, tolerate="[]"))
+    refused(plat, program, "two-reasons/app", "not in [eeeeeeeeeeee", "debug-mode")
+
+
+def test_unknown_session_and_service_are_refused(plat: Platform, program: Path) -> None:
+    refused(plat, program, "no-such-session/app", "session 'no-such-session' does not exist")
+    plat.create(session("has-app", program, python_measurement()))
+    refused(plat, program, "has-app/other", "has no service 'other' (services: app)")
+
+
+def test_refusals_are_audited(plat: Platform, program: Path) -> None:
+    plat.create(session("audited", program, "f" * 64))
+    plat.run("audited/app")
+    audit = (plat.cas.state / "audit.log").read_text() if (plat.cas.state / "audit.log").exists() \
+        else "".join(p.read_text() for p in plat.cas.state.glob("audit*"))
+    assert '"session": "audited"' in audit or '"session":"audited"' in audit
+    assert "not in [ffffffffffff" in audit
+
+
+def test_unreachable_cas_fails_clearly_after_bounded_retries(plat: Platform, program: Path,
+                                                              tmp_path: Path) -> None:
+    done = plat.run("x/app", CLOISTER_CAS_ADDR="127.0.0.1:1", CLOISTER_RETRY_SECONDS="1")
+    assert done.returncode == 5
+    assert "cannot reach CAS at 127.0.0.1:1" in done.stderr
+    assert "gave up after 1s of retries" in done.stderr
