@@ -6,29 +6,13 @@ file on disk.
 
 from __future__ import annotations
 
-import os
-import socket
 import ssl
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import pytest
-from secrets_kit import ca, cert, key
+from secrets_kit import ca, cert, connect, key, memfile, tls_server
 
 from cloister.policy import Secret
 from cloister.secrets import SecretValue, generate, render_text
-
-
-@contextmanager
-def memfile(text: str) -> Iterator[str]:
-    fd = os.memfd_create("tls-test")
-    try:
-        os.write(fd, text.encode())
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
 
 
 def load_identity(ctx: ssl.SSLContext, values: dict[str, SecretValue], name: str) -> None:
@@ -37,45 +21,6 @@ def load_identity(ctx: ssl.SSLContext, values: dict[str, SecretValue], name: str
     pem_key = render_text(f"$$SCONE::{name}:privatekey$$", values)
     with memfile(crt) as certfile, memfile(pem_key) as keyfile:
         ctx.load_cert_chain(certfile, keyfile)
-
-
-@dataclass
-class Outcome:
-    error: BaseException | None = None
-    peer: dict[str, object] | None = field(default=None)
-
-
-@contextmanager
-def tls_server(ctx: ssl.SSLContext) -> Iterator[tuple[int, Outcome]]:
-    """A one-connection TLS server on a free port; ``Outcome`` says how its handshake ended."""
-    outcome = Outcome()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(60)  # guard against a hung test, not a timing assertion
-
-    def serve() -> None:
-        try:
-            conn, _ = listener.accept()
-            conn.settimeout(60)
-            with ctx.wrap_socket(conn, server_side=True) as tls:
-                outcome.peer = tls.getpeercert()  # type: ignore[assignment]
-                tls.sendall(b"ok")
-        except (ssl.SSLError, OSError) as err:
-            outcome.error = err
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], outcome
-    finally:
-        thread.join(60)
-        listener.close()
-
-
-def connect(port: int, ctx: ssl.SSLContext, hostname: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw, ctx.wrap_socket(
-        raw, server_hostname=hostname
-    ) as tls:
-        return tls.recv(2)
 
 
 def server_ctx(
