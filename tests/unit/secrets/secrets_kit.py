@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from cryptography import x509
 
@@ -18,12 +19,12 @@ from cloister.policy import ImportSource, Secret, SecretKind, SubjectAltNames
 K = SecretKind
 
 
-def key(name: str, key_type: str | None = None, **kw: object) -> Secret:
-    return Secret(name=name, kind=K.PRIVATE_KEY, key_type=key_type, **kw)  # type: ignore[arg-type]
+def key(name: str, key_type: str | None = None, **kw: Any) -> Secret:
+    return Secret(name=name, kind=K.PRIVATE_KEY, key_type=key_type, **kw)
 
 
-def ca(name: str, private_key: str, issuer: str | None = None, **kw: object) -> Secret:
-    return Secret(name=name, kind=K.X509_CA, private_key=private_key, issuer=issuer, **kw)  # type: ignore[arg-type]
+def ca(name: str, private_key: str | None, issuer: str | None = None, **kw: Any) -> Secret:
+    return Secret(name=name, kind=K.X509_CA, private_key=private_key, issuer=issuer, **kw)
 
 
 def cert(
@@ -35,9 +36,9 @@ def cert(
     ips: tuple[str, ...] = (),
     endpoint: str | None = None,
     valid_for: timedelta | None = None,
-    **kw: object,
+    **kw: Any,
 ) -> Secret:
-    return Secret(  # type: ignore[arg-type]
+    return Secret(
         name=name, kind=K.X509, private_key=private_key, issuer=issuer, dns=dns,
         san=SubjectAltNames(ips=ips), endpoint=endpoint, valid_for=valid_for, **kw,
     )

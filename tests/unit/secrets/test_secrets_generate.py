@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -65,7 +66,7 @@ def test_explicit_binary_that_is_not_hex_is_refused_without_echo(bad: str) -> No
 
 # --- private keys ----------------------------------------------------------------------
 
-KEY_CHECKS = {
+KEY_CHECKS: dict[str | None, Callable[[object], bool]] = {
     None: lambda k: isinstance(k, ec.EllipticCurvePrivateKey) and k.curve.name == "secp256r1",
     "P-256": lambda k: isinstance(k, ec.EllipticCurvePrivateKey) and k.curve.name == "secp256r1",
     "P-384": lambda k: isinstance(k, ec.EllipticCurvePrivateKey) and k.curve.name == "secp384r1",
