@@ -172,6 +172,8 @@ def parse_explicit(text: str, secret: Secret) -> ExplicitCert:
         raise PolicyError(
             f"{where} is not a PEM certificate: give '-----BEGIN CERTIFICATE-----' text"
         ) from None
+    if "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text:
+        raise PolicyError(f"{where} holds an encrypted private key: give it unencrypted")
     key_blocks = _PEM_KEY_RE.findall(text)
     if len(key_blocks) > 1:
         raise PolicyError(f"{where} holds more than one private key")

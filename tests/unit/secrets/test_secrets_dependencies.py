@@ -164,6 +164,8 @@ def test_bad_explicit_certificates_are_clear_errors_without_echo(
          "explicit value of secret 'c' does not match its private_key 'k'"),
         ([cert("c", None, value=leaf + other_key)],
          "explicit value of x509 secret 'c': the private key does not match the certificate"),
+        ([cert("c", None, value=leaf + "-----BEGIN ENCRYPTED PRIVATE KEY-----\nSECRETMARK\n")],
+         "explicit value of x509 secret 'c' holds an encrypted private key"),
         ([ca("o", None, value=pem(pki["other"])), cert("c", None, "o", value=leaf)],
          "explicit value of secret 'c' is not signed by its issuer 'o'"),
     ]
