@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cloister.cli._cas_client import register_client_commands
+
 DEFAULT_STATE = "~/.cloister/cas"
 
 
@@ -19,6 +21,7 @@ def register(subparsers: Any) -> None:
     cas = subparsers.add_parser("cas", help="the configuration and attestation service (CAS)")
     cas_sub = cas.add_subparsers(dest="cas_command", metavar="SUBCOMMAND", required=True)
     _add_serve(cas_sub)
+    register_client_commands(cas_sub)  # show-certificate, attest (cloister.cli._cas_client)
 
 
 def _add_serve(cas_sub: Any) -> None:

@@ -12,7 +12,9 @@ from cloister import __version__, errors
 from cloister.cli._exit import exit_code_for
 
 #: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
-COMMAND_MODULES: tuple[str, ...] = ("_session", "_measure", "_las", "_cas", "_fspf", "_run")
+COMMAND_MODULES: tuple[str, ...] = (
+    "_session", "_measure", "_las", "_cas", "_fspf", "_run", "_values",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

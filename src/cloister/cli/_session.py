@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from cloister import errors, policy
+from cloister.cli._cas_client import add_cas_options, client_from_args, write_text
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +61,72 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _session_text(
+    args: argparse.Namespace, *, predecessor: str | None = None
+) -> tuple[str, policy.Session]:
+    """The file's text with template values, ``--name`` and ``predecessor`` applied, validated."""
+    raw = read_session_file(args.file)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        load_file(args)  # raises the positioned error for the bad byte
+        raise
+    from cloister.cas.client import prepare_session_text  # noqa: PLC0415 — keep CLI start fast
+
+    try:
+        return prepare_session_text(
+            text, variables=template_variables(args), name=args.name, predecessor=predecessor
+        )
+    except errors.PolicyError as err:
+        raise type(err)(f"{args.file}: {err.message}", details=err.details) from None
+
+
+def _create(args: argparse.Namespace) -> int:
+    text, _ = _session_text(args)
+    ref = client_from_args(args).create_session(text)
+    print(ref.hash)
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    _, session = _session_text(args)  # checked locally before anything is sent
+    cas = client_from_args(args)
+    text, _ = _session_text(args, predecessor=cas.current_hash(session.name))
+    ref = cas.create_session(text)
+    print(ref.hash)
+    return 0
+
+
+def _read(args: argparse.Namespace) -> int:
+    version = client_from_args(args).read_session(args.name, args.hash)
+    write_text(version.text)
+    return 0
+
+
+def _add_remote_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    create = commands.add_parser(
+        "create", help="create a session on the CAS; prints its hash",
+        description="Fill in the template values, check the session locally, send it to the "
+        "CAS (with this client's identity) and print the new session hash.",
+    )
+    update = commands.add_parser(
+        "update", help="update a session on the CAS (predecessor filled in); prints its hash",
+        description="Like create, but first reads the session's current hash from the CAS and "
+        "sets 'predecessor' to it; a concurrent update makes this fail with a conflict.",
+    )
+    for parser, func in ((create, _create), (update, _update)):
+        parser.add_argument("file", metavar="FILE", help="session YAML (template)")
+        add_template_options(parser)
+        parser.add_argument("--name", default=None, help="session name (overrides 'name:')")
+        add_cas_options(parser)
+        parser.set_defaults(func=func)
+    read = commands.add_parser("read", help="print a session's text as stored on the CAS")
+    read.add_argument("name", metavar="NAME", help="session name")
+    read.add_argument("--hash", default=None, metavar="H", help="an older version by its hash")
+    add_cas_options(read)
+    read.set_defaults(func=_read)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     session = subparsers.add_parser("session", help="check and manage session policies")
     commands = session.add_subparsers(dest="session_command", metavar="COMMAND", required=True)
@@ -69,3 +136,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("file", metavar="FILE", help="session YAML (template)")
     add_template_options(check)
     check.set_defaults(func=_check)
+    _add_remote_commands(commands)

@@ -1,0 +1,177 @@
+"""The client's identity at a CAS: a self-signed P-256 key and certificate.
+
+A CAS knows a caller by the SHA-256 of its certificate's SubjectPublicKeyInfo
+(:func:`cloister.cas.key_hash`), so the certificate itself may be self-signed.
+
+Invariants:
+- the identity home (``$CLOISTER_HOME`` or ``~/.cloister``) is created 0700
+  and refused when group or others can access it (as ssh refuses ``~/.ssh``);
+- the private key is written with ``os.open(..., 0o600)`` (never the umask),
+  under an exclusive lock so concurrent first uses create exactly one identity;
+- a key file that group or others can read is refused, not used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import getpass
+import os
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cloister import errors
+from cloister.cas._http import key_hash
+from cloister.cas._keys import check_private_file, write_private_file
+
+#: file names inside an identity directory (curl's ``--cert`` / ``--key``)
+CERT_FILE = "client.pem"
+KEY_FILE = "client-key.pem"
+_LOCK_FILE = ".identity.lock"
+_LIFETIME = dt.timedelta(days=3650)
+#: a missing ``--identity`` path with one of these suffixes is a typo, not a new directory
+_FILE_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".key"})
+
+
+def identity_home() -> Path:
+    """``$CLOISTER_HOME`` if set, else ``~/.cloister``."""
+    home = os.environ.get("CLOISTER_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cloister"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700 if missing; refuse it when others can access it."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot create directory {path}: {exc.strerror}") from None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise errors.ConfigError(
+            f"identity directory {path} has unsafe permissions {mode:04o}",
+            details=[f"run: chmod 700 {path}"],
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Paths of a client certificate and its key (``key_path`` may equal ``cert_path``)."""
+
+    cert_path: Path
+    key_path: Path
+    #: the directory pins and other per-user state belong to
+    home: Path
+    cert_pem: str
+    #: SHA-256 hex of the certificate's SubjectPublicKeyInfo: the identity a CAS sees
+    key_hash: str
+    #: True when this call created the identity
+    created: bool = False
+
+
+def _new_identity() -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    try:
+        who = f"{getpass.getuser()}@{socket.gethostname()}"
+    except (OSError, KeyError):
+        who = socket.gethostname()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"cloister client {who}"[:64])])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + _LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _create_in(directory: Path) -> bool:
+    """Create the identity files in ``directory`` unless present; True if created."""
+    with (directory / _LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        key_path, cert_path = directory / KEY_FILE, directory / CERT_FILE
+        if key_path.exists() and cert_path.exists():
+            return False
+        key_pem, cert_pem = _new_identity()
+        tmp = key_path.with_name(key_path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        write_private_file(tmp, key_pem)
+        os.replace(tmp, key_path)
+        _write_public(cert_path, cert_pem)
+        return True
+
+
+def _load(cert_path: Path, key_path: Path, home: Path, created: bool) -> ClientIdentity:
+    for path in (cert_path, key_path):
+        if not path.is_file():
+            raise errors.ConfigError(
+                f"identity file {path} does not exist",
+                details=["--identity takes a directory or a PEM file with key and certificate"],
+            )
+    check_private_file(key_path)
+    try:
+        pem = cert_path.read_text("ascii")
+        cert = x509.load_pem_x509_certificates(pem.encode("ascii"))[0]
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise errors.ConfigError(
+            f"identity {cert_path} does not hold a PEM certificate and unencrypted private key",
+            details=["--identity takes a directory or a PEM file with key and certificate"],
+        ) from None
+    if key.public_key() != cert.public_key():
+        raise errors.ConfigError(
+            f"identity key {key_path} does not belong to certificate {cert_path}"
+        )
+    return ClientIdentity(cert_path, key_path, home, pem, key_hash(cert), created)
+
+
+def load_identity(path: Path | str | None = None) -> ClientIdentity:
+    """The client identity: in ``path`` (directory or PEM file) or in :func:`identity_home`.
+
+    A directory (the default home included) gets a new identity on first use.
+    A file must hold the certificate and either the key too, or have the key
+    beside it as ``<stem>-key.pem`` (the ``openssl req -keyout`` / curl naming).
+    """
+    target = Path(path).expanduser() if path is not None else identity_home()
+    if not target.exists() and target.suffix in _FILE_SUFFIXES:
+        raise errors.ConfigError(
+            f"identity file {target} does not exist",
+            details=["--identity takes a directory (created on first use) or an existing PEM file"],
+        )
+    if path is None or target.is_dir() or not target.exists():
+        home = ensure_private_dir(target)
+        created = _create_in(home)
+        return _load(home / CERT_FILE, home / KEY_FILE, home, created)
+    sibling = target.with_name(f"{target.stem}-key{target.suffix}")
+    key_path = sibling if sibling.is_file() else target
+    return _load(target, key_path, identity_home(), False)
