@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import yaml
+
 from cloister import errors
 from cloister.cas import _access
 from cloister.cas._audit import AuditLog
@@ -35,6 +37,19 @@ from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller
 from cloister.cas.store import SessionRecord, Store
 from cloister.policy import Session, load_session
+
+
+def _load(text: str) -> Session:
+    """:func:`load_session`, with any YAML-library failure kept a 400, never a 500."""
+    try:
+        return load_session(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise errors.PolicyError(
+            f"the session is not valid YAML{where}",
+            details=["remove control characters and check the YAML syntax"],
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,7 @@ class SessionService:
     def write(self, text: str, caller: Caller) -> Written:
         """Create (no ``predecessor``) or update a session from its YAML ``text``."""
         try:
-            session = load_session(text)
+            session = _load(text)
         except errors.PolicyError as exc:
             self._deny(caller, "write", None, "invalid", exc.message)
             raise

@@ -19,12 +19,18 @@ callback, so:
 
 from __future__ import annotations
 
+import io
 import logging
+import select
+import socket
+import time
 from typing import Any
 
 from cheroot import wsgi
-from cheroot.ssl.pyopenssl import pyOpenSSLAdapter
+from cheroot.makefile import StreamReader
+from cheroot.ssl.pyopenssl import SSLConnection, SSLFileobjectStreamReader, pyOpenSSLAdapter
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
@@ -49,11 +55,67 @@ _TOLERATED = frozenset(
 _CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!RC4:!3DES"
 
 
-def _verify(_conn: Any, _cert: Any, errnum: int, depth: int, ok: int) -> bool:
-    if ok or errnum in _TOLERATED:
+_SELF_SIGNED_LEAF = 18
+
+
+def _self_signature_ok(cert: Any) -> bool:
+    """OpenSSL does not check an untrusted self-signed cert's own signature; we do."""
+    try:
+        parsed: x509.Certificate = cert.to_cryptography()
+        parsed.verify_directly_issued_by(parsed)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _verify(_conn: Any, cert: Any, errnum: int, depth: int, ok: int) -> bool:
+    if ok:
+        return True
+    if errnum == _SELF_SIGNED_LEAF and not _self_signature_ok(cert):
+        _log.info("refused client certificate: its self-signature does not verify")
+        return False
+    if errnum in _TOLERATED:
         return True
     _log.info("refused client certificate at depth %d: X509 verify error %d", depth, errnum)
     return False
+
+
+class _SSLSocketIO(socket.SocketIO):
+    """Raw reads that wait out pyOpenSSL's WantRead/WantWrite instead of failing.
+
+    cheroot's pyOpenSSL reader retries ``readline`` but not ``read``; a request
+    body arriving in a later TLS record then surfaced as ``WantReadError``.
+    Retrying here, below the buffer, never loses bytes already read.
+    """
+
+    def readinto(self, b: Any) -> int:
+        sock: Any = self._sock  # type: ignore[attr-defined]
+        timeout = sock.gettimeout() or 30.0
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return int(sock.recv_into(b))
+            except SSL.WantReadError:
+                readable, writable = [sock.fileno()], []
+            except SSL.WantWriteError:
+                readable, writable = [], [sock.fileno()]
+            except SSL.ZeroReturnError:
+                return 0
+            except SSL.SysCallError as exc:
+                if exc.args and exc.args[0] in (-1, 104):  # unexpected EOF / reset by peer
+                    return 0
+                raise OSError(str(exc)) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out reading the request")
+            select.select(readable, writable, [], remaining)
+
+
+class _SSLReader(SSLFileobjectStreamReader):
+    def __init__(self, sock: Any, mode: str = "rb", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> None:
+        # skip StreamReader.__init__ (it builds a plain SocketIO); init its buffered base
+        super(StreamReader, self).__init__(_SSLSocketIO(sock, "rb"), bufsize)
+        self.bytes_read = 0
 
 
 class ClientCertAdapter(pyOpenSSLAdapter):
@@ -75,6 +137,14 @@ class ClientCertAdapter(pyOpenSSLAdapter):
         # required for session resumption once client certificates are requested
         ctx.set_session_id(b"cloister-cas")
         return ctx
+
+    def makefile(self, sock: Any, mode: str = "r", bufsize: int = -1) -> Any:
+        if "r" in mode and isinstance(sock, SSL.Connection | SSLConnection):
+            conn: Any = sock
+            reader = _SSLReader(conn, "rb", bufsize if bufsize > 0 else io.DEFAULT_BUFFER_SIZE)
+            reader.ssl_timeout = conn.gettimeout()
+            return reader
+        return super().makefile(sock, mode, bufsize)
 
 
 def _peer_certificate(req: Any) -> x509.Certificate | None:
