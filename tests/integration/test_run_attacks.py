@@ -1,0 +1,138 @@
+"""Attacks on the attestation protocol fail: replay, key substitution, wrong service, disk paths."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from run_harness import CLOISTER, Platform, platform, python_measurement
+
+from cloister import errors
+from cloister.attest import LasClient, generate_ephemeral_key, public_key_bytes_of, report_data
+from cloister.runtime._https import post_json
+
+SESSION = """\
+name: {name}
+version: "0.3"
+services:
+  - name: app
+    image_name: img
+    mrenclaves: [{measurement}]
+    command: {command}
+images:
+  - name: img
+    injection_files:
+      - path: {inject}
+        content: $$SCONE::token$$
+secrets:
+  - name: token
+    kind: ascii
+security:
+  attestation:
+    tolerate: [debug-mode]
+"""
+
+
+@pytest.fixture(scope="module")
+def plat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with platform(tmp_path_factory.mktemp("attacks")) as p:
+        p.create(SESSION.format(name="victim", measurement=python_measurement(),
+                                command="python3 /nonexistent.py", inject="/tls/token"))
+        yield p
+
+
+def measure(program: str) -> str:
+    return subprocess.run([CLOISTER, "measure", program], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def call(plat: Platform, path: str, body: dict[str, Any]) -> Any:
+    pem = (plat.cas.state / "cas-ca.pem").read_text()
+    return post_json("127.0.0.1", plat.cas.port, path, body, pem)
+
+
+def evidence_for(plat: Platform, nonce: bytes, bound_key: bytes) -> bytes:
+    las = LasClient(plat.las.addr)
+    return las.quote(python_measurement(), None, report_data(nonce, bound_key))
+
+
+def request(config_id: str, nonce: bytes, key: bytes, evidence: bytes) -> dict[str, str]:
+    return {"config_id": config_id, "nonce": nonce.hex(), "public_key": key.hex(),
+            "evidence": base64.b64encode(evidence).decode()}
+
+
+def test_honest_request_is_accepted_once_and_replay_is_refused(plat: Platform) -> None:
+    key = public_key_bytes_of(generate_ephemeral_key())
+    nonce = bytes.fromhex(call(plat, "/v1/attest/nonce", {})["nonce"])
+    body = request("victim/app", nonce, key, evidence_for(plat, nonce, key))
+    assert "sealed_config" in call(plat, "/v1/attest/config", body)
+    with pytest.raises(errors.AttestationError) as replay:
+        call(plat, "/v1/attest/config", body)
+    assert "nonce is unknown, expired or already used" in replay.value.message
+
+
+def test_made_up_nonce_is_refused(plat: Platform) -> None:
+    key = public_key_bytes_of(generate_ephemeral_key())
+    nonce = bytes(32)
+    with pytest.raises(errors.AttestationError) as caught:
+        call(plat, "/v1/attest/config", request("victim/app", nonce, key,
+                                                evidence_for(plat, nonce, key)))
+    assert "nonce is unknown" in caught.value.message
+
+
+def test_evidence_bound_to_another_key_is_refused(plat: Platform) -> None:
+    """An attacker replaces the public key to read the config: the binding fails."""
+    honest = public_key_bytes_of(generate_ephemeral_key())
+    attacker = public_key_bytes_of(generate_ephemeral_key())
+    nonce = bytes.fromhex(call(plat, "/v1/attest/nonce", {})["nonce"])
+    with pytest.raises(errors.AttestationError) as caught:
+        call(plat, "/v1/attest/config", request("victim/app", nonce, attacker,
+                                                evidence_for(plat, nonce, honest)))
+    assert "bound to another key or nonce" in caught.value.message
+
+
+def test_config_id_of_another_session_is_refused(plat: Platform) -> None:
+    """Evidence good for victim/app does not open a session whose measurement differs."""
+    plat.create(SESSION.format(name="other", measurement="9" * 64,
+                               command="python3 /x.py", inject="/tls/t"))
+    key = public_key_bytes_of(generate_ephemeral_key())
+    nonce = bytes.fromhex(call(plat, "/v1/attest/nonce", {})["nonce"])
+    with pytest.raises(errors.AttestationError) as caught:
+        call(plat, "/v1/attest/config", request("other/app", nonce, key,
+                                                evidence_for(plat, nonce, key)))
+    assert "not in [999999999999" in caught.value.message
+
+
+def test_native_program_with_disk_backed_injection_path_is_refused(
+    plat: Platform, tmp_path: Path
+) -> None:
+    disk_dir = Path("/var/tmp") / f"cloister-test-{tmp_path.name}"
+    marker = tmp_path / "ran"
+    measurement = measure("touch")
+    plat.create(SESSION.format(name="native-disk", measurement=measurement,
+                               command=f"touch {marker}", inject=f"{disk_dir}/token"))
+    done = plat.run("native-disk/app", "--", "touch")
+    assert done.returncode == 6, done.stderr
+    assert f"refusing to write injected file {disk_dir}/token" in done.stderr
+    assert "not a memory filesystem" in done.stderr
+    assert not marker.exists(), "the program ran"
+    assert not disk_dir.exists(), "an injected file reached the disk"
+
+
+def test_native_program_on_tmpfs_runs_with_its_files(plat: Platform, tmp_path: Path) -> None:
+    shm = Path("/dev/shm") / f"cloister-test-{tmp_path.name}"
+    out = tmp_path / "copy"
+    measurement = measure("cp")
+    plat.create(SESSION.format(name="native-shm", measurement=measurement,
+                               command=f"cp {shm}/token {out}", inject=f"{shm}/token"))
+    try:
+        done = plat.run("native-shm/app", "--", "cp")
+        assert done.returncode == 0, done.stderr
+        assert len(out.read_text()) == 20
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
