@@ -66,7 +66,11 @@ def error_response(exc: BaseException) -> Response:
         "internal error %s: %s\n%s",
         incident,
         type(exc).__name__,
-        "".join(traceback.format_tb(exc.__traceback__)),
+        # locations only: neither the message nor source lines (which may hold literals)
+        "\n".join(
+            f"  {fs.filename}:{fs.lineno} in {fs.name}"
+            for fs in traceback.extract_tb(exc.__traceback__)
+        ),
     )
     return Response.json(
         DEFAULT_STATUS,

@@ -115,10 +115,13 @@ class SqliteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may already have rolled back (e.g. on SQLITE_FULL); a second
+            # ROLLBACK would fail and hide the real error
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def _init_meta(self, db: sqlite3.Connection) -> None:
         row = db.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()

@@ -138,6 +138,11 @@ class ClientCertAdapter(pyOpenSSLAdapter):
         ctx.set_session_id(b"cloister-cas")
         return ctx
 
+    def get_environ(self) -> dict[str, str]:
+        # cheroot's version re-reads the server cert with deprecated pyOpenSSL X509 APIs;
+        # the app needs only the scheme (the caller's identity comes from IdentityGateway)
+        return {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
     def makefile(self, sock: Any, mode: str = "r", bufsize: int = -1) -> Any:
         if "r" in mode and isinstance(sock, SSL.Connection | SSLConnection):
             conn: Any = sock
@@ -149,17 +154,14 @@ class ClientCertAdapter(pyOpenSSLAdapter):
 
 def _peer_certificate(req: Any) -> x509.Certificate | None:
     sock = getattr(req.conn, "socket", None)
-    getter = getattr(sock, "get_peer_certificate", None)
-    if getter is None:
+    if isinstance(sock, SSLConnection):
+        sock = sock._ssl_conn  # type: ignore[attr-defined]  # cheroot's locking proxy around the pyOpenSSL connection
+    if not isinstance(sock, SSL.Connection):
         return None
     try:
-        peer = getter()
+        return sock.get_peer_certificate(as_cryptography=True)
     except SSL.Error:
         return None
-    if peer is None:
-        return None
-    cert: x509.Certificate = peer.to_cryptography()
-    return cert
 
 
 class IdentityGateway(wsgi.Gateway_10):
