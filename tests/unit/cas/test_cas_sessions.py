@@ -1,0 +1,100 @@
+"""SessionService: export/import rules across sessions, history reads, audit entries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloister import errors
+from cloister.cas import AuditLog, Caller, SqliteStore
+from cloister.cas._engine_secrets import SecretsEngine
+from cloister.cas._keys import Sealer
+from cloister.cas._sessions import SessionService
+from cloister.secrets import SecretValue
+
+ALICE = Caller("a" * 64, "PEM-A")
+
+EXPORTER = """name: {name}
+secrets:
+  - name: ca_key
+    kind: private-key
+    {key_export}
+  - name: ca
+    kind: x509-ca
+    private_key: ca_key
+    export:
+      - {target}
+  - name: pw
+    kind: ascii
+"""
+
+IMPORTER = """name: {name}
+secrets:
+  - name: their_ca
+    import:
+      session: {src}
+      secret: ca
+"""
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[SessionService]:
+    store = SqliteStore(tmp_path / "cas.db", Sealer(bytes(32)))
+    audit = AuditLog(tmp_path / "audit.log")
+    yield SessionService(store, SecretsEngine(), audit)
+    store.close()
+    audit.close()
+
+
+def _released(svc: SessionService, name: str, secret: str) -> SecretValue:
+    return SecretValue.from_bytes(svc.released_values(name)[1][secret])
+
+
+def test_imported_certificate_brings_key_only_if_key_exported(svc: SessionService) -> None:
+    svc.write(EXPORTER.format(name="src", key_export="", target="session: dst"), ALICE)
+    svc.write(IMPORTER.format(name="dst", src="src"), ALICE)
+    assert _released(svc, "dst", "their_ca").key_pem is None
+    assert _released(svc, "dst", "their_ca").cert_pem == _released(svc, "src", "ca").cert_pem
+
+    svc.write(
+        EXPORTER.format(name="src2", key_export="export: [{session: dst2}]",
+                        target="session: dst2"), ALICE)
+    svc.write(IMPORTER.format(name="dst2", src="src2"), ALICE)
+    assert _released(svc, "dst2", "their_ca").key_pem == _released(svc, "src2", "ca_key").key_pem
+
+
+def test_namespace_export_admits_only_that_namespace(svc: SessionService) -> None:
+    svc.write(EXPORTER.format(name="lib", key_export="", target="namespace: team"), ALICE)
+    svc.write("name: team\n", ALICE)
+    svc.write(IMPORTER.format(name="team/app", src="lib"), ALICE)
+    with pytest.raises(errors.SecretError) as info:
+        svc.write(IMPORTER.format(name="other", src="lib"), ALICE)
+    text = " ".join(info.value.lines())
+    assert "'other'" in text and "'lib'" in text and "'ca'" in text
+
+
+def test_import_from_missing_session_names_all(svc: SessionService) -> None:
+    with pytest.raises(errors.SecretError, match="create 'later' first") as info:
+        svc.write(IMPORTER.format(name="early", src="later"), ALICE)
+    assert "'their_ca'" in info.value.message and "'early'" in info.value.message
+
+
+def test_history_read_and_audit_never_holds_values(svc: SessionService, tmp_path: Path) -> None:
+    first = svc.write(EXPORTER.format(name="h", key_export="", target="session: x"), ALICE)
+    text2 = EXPORTER.format(name="h", key_export="", target="session: y") + \
+        f"predecessor: {first.record.hash}\n"
+    second = svc.write(text2, ALICE)
+    assert not second.created
+    assert svc.read("h", ALICE, first.record.hash).text.endswith("pw\n    kind: ascii\n")
+    with pytest.raises(errors.NotFound):
+        svc.read("h", ALICE, "f" * 64)
+    pw = _released(svc, "h", "pw").text
+    assert pw is not None
+    log = (tmp_path / "audit.log").read_text()
+    assert pw not in log
+    entries = [json.loads(line) for line in log.splitlines()]
+    assert {"time", "caller", "action", "session", "decision", "reason"} <= set(entries[0])
+    assert [e["action"] for e in entries][:2] == ["create", "update"]
