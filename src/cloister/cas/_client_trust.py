@@ -54,16 +54,17 @@ class CASAddress:
             if text.lower().startswith(prefix):
                 text = text[len(prefix) :]
         text = text.rstrip("/")
-        host, port_text = text, ""
+        host, sep, port_text, valid = text, "", "", True
         if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            port_text = rest[1:] if rest.startswith(":") else rest
+            host, bracket, rest = text[1:].partition("]")
+            valid = bool(bracket) and (not rest or rest.startswith(":"))
+            sep, port_text = rest[:1], rest[1:]
         elif text.count(":") == 1:
-            host, _, port_text = text.partition(":")
+            host, sep, port_text = text.partition(":")
         port = DEFAULT_PORT
-        if port_text:
+        if sep:
             port = int(port_text) if port_text.isdigit() else -1
-        if not host or not _HOST_RE.fullmatch(host) or not 0 < port < 65536:
+        if not (valid and host and _HOST_RE.fullmatch(host) and 0 < port < 65536):
             raise errors.ConfigError(
                 f"invalid CAS address {value!r}",
                 details=["write HOST or HOST:PORT (default port 8081), e.g. --cas cas:8081"],
