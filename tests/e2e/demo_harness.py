@@ -1,0 +1,84 @@
+"""``cloister demo up --detach`` in a temporary directory on free ports, and shell helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOISTER = str(Path(sys.executable).parent / "cloister")
+
+#: the seed's POST body, byte for byte ("Testing the service")
+SEED_FORM = (
+    "fname=Jane&lname=Doe&address='123 Main Street'&city=Richmond&state=Washington"
+    "&ssn=123-223-2345&email=nr@aaa.com&dob=01/01/2010&contactphone=123-234-3456"
+    "&drugallergies='Sulpha, Penicillin, Tree Nut'"
+    "&preexistingconditions='diabetes, hypertension, asthma'&dateadmitted=01/05/2010"
+    "&insurancedetails='Primera Blue Cross'"
+)
+FIELDS = (
+    "fname", "lname", "address", "city", "state", "ssn", "email", "dob", "contactphone",
+    "drugallergies", "preexistingconditions", "dateadmitted", "insurancedetails",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Demo:
+    dir: Path
+    cas_port: int
+    las_port: int
+    redis_port: int
+    api_port: int
+
+    @classmethod
+    def fresh(cls, directory: Path) -> Demo:
+        return cls(directory, free_port(), free_port(), free_port(), free_port())
+
+    def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOISTER_", "SCONE_"))}
+        return subprocess.run([CLOISTER, *args], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+
+    def up(self) -> subprocess.CompletedProcess[str]:
+        done = self.cli("demo", "up", "--detach", "--dir", str(self.dir),
+                        "--cas-port", str(self.cas_port), "--las-port", str(self.las_port),
+                        "--redis-port", str(self.redis_port), "--api-port", str(self.api_port))
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        done = self.cli("demo", "down", "--dir", str(self.dir))
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def pid(self, name: str) -> int:
+        return int(json.loads((self.dir / "pids" / f"{name}.json").read_text())["pid"])
+
+    def bash(self, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        """``script`` in bash after ``source myenv``, with ``URL`` and ``RESOLVE`` set."""
+        prologue = (f"set -o pipefail\nsource {self.dir}/myenv\n"
+                    f"export URL=https://api:{self.api_port}\n"
+                    f"RESOLVE=api:{self.api_port}:127.0.0.1\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOISTER_", "SCONE_"))}
+        return subprocess.run(["bash", "-c", prologue + script], cwd=cwd, capture_output=True,
+                              text=True, timeout=60, env=env)
+
+    def api(self, cwd: Path, *curl_args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+        """One curl to the API verified with ``cwd/cacert.pem``: (status, JSON body)."""
+        done = subprocess.run(
+            ["curl", "-sS", "--cacert", str(self.dir / "cacert.pem"), "-w", "\n%{http_code}",
+             "--resolve", f"api:{self.api_port}:127.0.0.1", *curl_args],
+            cwd=cwd, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        body, _, status = done.stdout.rpartition("\n")
+        return int(status), json.loads(body)

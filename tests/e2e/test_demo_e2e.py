@@ -1,0 +1,185 @@
+"""What a newcomer runs: ``cloister demo up``, then the seed's requests in a shell.
+
+One demo per module (per xdist worker); each test uses its own patient ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from demo_harness import FIELDS, SEED_FORM, Demo
+
+from cloister.demo import Layout
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    d = Demo.fresh(tmp_path_factory.mktemp("demo") / "demo")
+    d.up()
+    try:
+        yield d
+    finally:
+        d.cli("demo", "down", "--dir", str(d.dir))
+
+
+def test_seed_walkthrough_in_a_shell(demo: Demo, tmp_path: Path) -> None:
+    """The seed's "Testing the service", with this demo's ports."""
+    script = f"""
+curl -k -X GET "https://${{SCONE_CAS_ADDR-cas}}:{demo.cas_port}/v1/values/session=$FLASK_SESSION" | jq -r .values.api_ca_cert.value > cacert.pem
+curl --cacert cacert.pem -X POST ${{URL}}/patient/patient_3 -d "{SEED_FORM}" --resolve $RESOLVE
+echo
+curl --cacert cacert.pem -X GET ${{URL}}/patient/patient_3 --resolve $RESOLVE
+echo
+curl --cacert cacert.pem -X GET ${{URL}}/score/patient_3 --resolve $RESOLVE
+"""  # noqa: E501
+    done = demo.bash(script, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cacert.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    fetched = (tmp_path / "cacert.pem").read_text().strip()
+    assert fetched == (demo.dir / "cacert.pem").read_text().strip()
+    posted, got, score = (json.loads(line) for line in done.stdout.splitlines() if line)
+    expected = {
+        "fname": "Jane", "lname": "Doe", "address": "'123 Main Street'", "city": "Richmond",
+        "state": "Washington", "ssn": "123-223-2345", "email": "nr@aaa.com",
+        "dob": "01/01/2010", "contactphone": "123-234-3456",
+        "drugallergies": "'Sulpha, Penicillin, Tree Nut'",
+        "preexistingconditions": "'diabetes, hypertension, asthma'",
+        "dateadmitted": "01/05/2010", "insurancedetails": "'Primera Blue Cross'",
+        "id": "patient_3",
+    }
+    for record in (posted, got):
+        assert {k: v for k, v in record.items() if k != "score"} == expected
+        assert isinstance(record["score"], float)
+    assert got == posted
+    assert set(score) == {"id", "score"}
+    assert score["id"] == "patient_3"
+    assert isinstance(score["score"], float)
+
+
+def test_myenv_names_the_sessions_and_the_cas(demo: Demo, tmp_path: Path) -> None:
+    done = demo.bash('echo "$FLASK_SESSION $REDIS_SESSION $SCONE_CAS_ADDR $CLOISTER_CAS_ADDR"',
+                     tmp_path)
+    flask, redis, scone_cas, cloister_cas = done.stdout.split()
+    assert flask.startswith("patients-flask-") and redis.startswith("patients-redis-")
+    assert scone_cas == "127.0.0.1"  # a host: the seed's curl appends :8081 itself
+    assert cloister_cas == f"127.0.0.1:{demo.cas_port}"
+
+
+def test_curl_without_the_api_ca_fails_verification(demo: Demo, tmp_path: Path) -> None:
+    done = demo.bash('curl -sS -X GET "$URL/patient/patient_3" --resolve "$RESOLVE"', tmp_path)
+    assert done.returncode == 60, (done.returncode, done.stderr)  # peer certificate not trusted
+    assert "certificate" in done.stderr
+
+
+def test_plain_http_gets_no_http_answer(demo: Demo, tmp_path: Path) -> None:
+    done = demo.bash(f'curl -sS -m 10 -o /dev/null -w "%{{http_code}}" '
+                     f'http://127.0.0.1:{demo.api_port}/patient/patient_3', tmp_path)
+    assert done.returncode != 0
+    assert done.stdout == "000"  # no HTTP status line came back
+
+
+def test_redis_speaks_tls_with_the_policy_certificate(demo: Demo, tmp_path: Path) -> None:
+    """Control for the refusals below: a TLS server is there, with the CAS-issued cert."""
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{demo.redis_port}", "-brief"],
+        input="", capture_output=True, text=True, timeout=30)
+    assert "CN = redis" in done.stderr + done.stdout or "CN=redis" in done.stderr + done.stdout
+
+
+def _redis_cli(demo: Demo, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["redis-cli", "--tls", "--insecure", "-h", "127.0.0.1", "-p", str(demo.redis_port),
+         *extra, "SET", "intruder", "x"],
+        capture_output=True, text=True, timeout=30)
+
+
+def test_redis_refuses_a_client_without_certificate(demo: Demo) -> None:
+    done = _redis_cli(demo)
+    assert "OK" not in done.stdout
+    assert done.returncode != 0 or "Error" in done.stdout + done.stderr
+
+
+def test_redis_refuses_a_certificate_from_another_ca(demo: Demo, tmp_path: Path) -> None:
+    key, cert = tmp_path / "other.key", tmp_path / "other.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=redis_client_cert"], check=True,
+                   capture_output=True)
+    done = _redis_cli(demo, "--cert", str(cert), "--key", str(key))
+    assert "OK" not in done.stdout
+    assert done.returncode != 0 or "Error" in done.stdout + done.stderr
+
+
+def test_second_post_of_an_id_is_409(demo: Demo, tmp_path: Path) -> None:
+    url = f"https://api:{demo.api_port}/patient/dup_1"
+    status, first = demo.api(tmp_path, "-X", "POST", url, "-d", SEED_FORM)
+    assert status == 201 and first["id"] == "dup_1"
+    status, again = demo.api(tmp_path, "-X", "POST", url, "-d", SEED_FORM.replace("Jane", "Eve"))
+    assert status == 409
+    assert again["error"]["code"] == "exists"
+    status, kept = demo.api(tmp_path, url)
+    assert status == 200 and kept == first
+
+
+def test_missing_fields_are_400_naming_them(demo: Demo, tmp_path: Path) -> None:
+    url = f"https://api:{demo.api_port}/patient/partial_1"
+    status, answer = demo.api(tmp_path, "-X", "POST", url, "-d", "fname=Jane&lname=Doe")
+    assert status == 400
+    assert answer["error"]["missing"] == [f for f in FIELDS if f not in ("fname", "lname")]
+    assert "ssn" in answer["error"]["message"]
+    status, _ = demo.api(tmp_path, url)
+    assert status == 404  # nothing half-stored
+
+
+def test_unknown_patient_is_404_and_oversize_body_413(demo: Demo, tmp_path: Path) -> None:
+    status, answer = demo.api(tmp_path, f"https://api:{demo.api_port}/score/nobody")
+    assert status == 404 and answer["error"]["code"] == "not_found"
+    big = tmp_path / "big"
+    big.write_text("fname=" + "x" * 200_000)
+    status, answer = demo.api(tmp_path, "-X", "POST",
+                              f"https://api:{demo.api_port}/patient/big_1",
+                              "--data-binary", f"@{big}")
+    assert status == 413 and answer["error"]["code"] == "too_large"
+
+
+def test_no_secret_file_or_patient_field_on_disk(demo: Demo, tmp_path: Path) -> None:
+    ssn = "987-65-4321-unique"
+    status, _ = demo.api(tmp_path, "-X", "POST", f"https://api:{demo.api_port}/patient/secret_1",
+                         "-d", SEED_FORM.replace("123-223-2345", ssn))
+    assert status == 201
+    assert not Path("/tls").exists(), "the API's injected files must stay in memory"
+    for log in (demo.dir / "logs").iterdir():
+        text = log.read_text(errors="replace")
+        assert ssn not in text, f"patient SSN in {log}"
+        assert "PRIVATE KEY" not in text, f"a private key in {log}"
+
+
+def test_data_survives_down_up_and_kill_9_of_redis(tmp_path: Path) -> None:
+    """Its own demo: it stops and restarts everything."""
+    d = Demo.fresh(tmp_path / "demo")
+    d.up()
+    try:
+        url = f"https://api:{d.api_port}/patient/kept_1"
+        status, posted = d.api(tmp_path, "-X", "POST", url, "-d", SEED_FORM)
+        assert status == 201
+
+        pids = {name: d.pid(name) for name in ("cas", "las", "redis", "api")}
+        d.down()
+        for name, pid in pids.items():
+            assert not Path(f"/proc/{pid}").exists() or \
+                Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z", name
+        assert not Layout.of(d.dir).redis_tls.exists(), "down leaves Redis's keys in memory"
+        d.up()
+        assert d.api(tmp_path, url) == (200, posted)
+
+        os.kill(d.pid("redis"), signal.SIGKILL)
+        d.up()  # stops what is left of the previous up, starts everything again
+        assert d.api(tmp_path, url) == (200, posted)
+    finally:
+        d.cli("demo", "down", "--dir", str(d.dir))
