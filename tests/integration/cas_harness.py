@@ -90,11 +90,14 @@ class CAS:
                 raise RuntimeError(f"CAS did not become ready: {self.log.read_text()}")
             time.sleep(0.1)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM and wait; the exit status (None if it was not running)."""
+        code = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
+            code = self.proc.wait(timeout=30)
         self.proc = None
+        return code
 
     def kill9(self) -> None:
         assert self.proc is not None

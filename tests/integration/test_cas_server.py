@@ -208,7 +208,7 @@ def test_restart_same_identity_hashes_and_generated_values(
     ca_before = (cas.state / "cas-ca.pem").read_bytes()
     served_before = _served_cert(cas)
     values_before = cas.curl("/v1/values/session=r1", insecure=True).body
-    cas.stop()
+    assert cas.stop() == 0  # SIGTERM is a clean shutdown
     store = open_store(ServerConfig(state=cas.state))
     secrets_before = {n: store.secrets(n, h) for n, h in hashes.items()}
     store.close()

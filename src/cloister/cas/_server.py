@@ -40,6 +40,9 @@ DEFAULT_LISTEN = ("0.0.0.0", 8081)  # noqa: S104 — a CAS serves the network by
 @dataclass(frozen=True)
 class ServerConfig:
     state: Path
+    #: ``sqlite`` (default: ``STATE/cas.db``) or ``sqlite:///ABS/PATH``; other schemes
+    #: (``postgresql://``) plug in behind :class:`cloister.cas.store.Store`
+    store_url: str = "sqlite"
     listen: tuple[str, int] = DEFAULT_LISTEN
     master_key_file: Path | None = None
     sans: tuple[str, ...] = ()
@@ -88,7 +91,20 @@ def open_store(config: ServerConfig) -> SqliteStore:
     prepare_state(config.state)
     key_path = config.master_key_file or config.state / MASTER_KEY_FILE
     key = load_or_create_master_key(key_path, create=config.master_key_file is None)
-    return SqliteStore(config.state / DB_FILE, Sealer(key))
+    return SqliteStore(_sqlite_path(config), Sealer(key))
+
+
+def _sqlite_path(config: ServerConfig) -> Path:
+    url = config.store_url
+    if url == "sqlite":
+        return config.state / DB_FILE
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite://"))
+    scheme = url.partition(":")[0]
+    raise errors.ConfigError(
+        f"store {scheme!r} is not available in this version of cloister",
+        details=["use the default SQLite store (omit --store) or sqlite:///ABSOLUTE/PATH"],
+    )
 
 
 def build_context(

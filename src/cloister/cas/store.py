@@ -15,6 +15,13 @@ Invariants every implementation keeps (SQLite now, PostgreSQL later):
   hash and secret name); the plaintext never reaches the database.
 - Disk full raises :class:`errors.StoreFull`; any other storage failure
   :class:`errors.StoreError`.  Messages never contain secret bytes.
+
+A PostgreSQL store keeps the same tables (see :mod:`cloister.cas._sqlite`),
+seals with the same :class:`cloister.cas._keys.Sealer`, and implements the
+compare-and-set as ``UPDATE current_sessions SET hash=%(new)s WHERE name=%(name)s
+AND hash=%(predecessor)s`` inside the version-inserting transaction, treating
+``rowcount == 0`` as :class:`errors.Conflict` (``INSERT … ON CONFLICT DO NOTHING``
+for create).  Select it with ``ServerConfig.store_url``.
 """
 
 from __future__ import annotations

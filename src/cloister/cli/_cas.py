@@ -37,6 +37,10 @@ def _add_serve(cas_sub: Any) -> None:
     )
     p.add_argument("--listen", default="0.0.0.0:8081", help="HOST:PORT (default 0.0.0.0:8081)")
     p.add_argument(
+        "--store", default="sqlite",
+        help="store URL: sqlite (default, STATE/cas.db) or sqlite:///ABSOLUTE/PATH",
+    )
+    p.add_argument(
         "--master-key-file", type=Path, default=None,
         help="existing 32-byte master key file (mode 0600); default: STATE/master.key, "
         "created on first start",
@@ -59,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         state=Path(args.state).expanduser(),
         listen=parse_listen(args.listen),
+        store_url=args.store,
         master_key_file=args.master_key_file,
         sans=tuple(args.san),
         max_body=args.max_body,
