@@ -20,7 +20,12 @@ from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
 from cloister.cas._client import DEFAULT_TIMEOUT, CASClient
-from cloister.cas._client_identity import ClientIdentity, identity_home, load_identity
+from cloister.cas._client_identity import (
+    IDENTITY_FILE_SUFFIXES,
+    ClientIdentity,
+    identity_home,
+    load_identity,
+)
 from cloister.cas._client_trust import (
     CASAddress,
     Trust,
@@ -43,9 +48,11 @@ def _ignore(_message: str) -> None:
 
 
 def pins_home(identity: Path | str | None) -> Path:
-    """Where pins live: the ``--identity`` directory, else the identity home."""
-    if identity is not None and Path(identity).expanduser().is_dir():
-        return Path(identity).expanduser()
+    """Where pins live: the ``--identity`` directory (even before it exists), else the home."""
+    if identity is not None:
+        path = Path(identity).expanduser()
+        if not path.is_file() and path.suffix not in IDENTITY_FILE_SUFFIXES:
+            return path
     return identity_home()
 
 

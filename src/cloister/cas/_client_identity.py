@@ -37,7 +37,7 @@ KEY_FILE = "client-key.pem"
 _LOCK_FILE = ".identity.lock"
 _LIFETIME = dt.timedelta(days=3650)
 #: a missing ``--identity`` path with one of these suffixes is a typo, not a new directory
-_FILE_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".key"})
+IDENTITY_FILE_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".key"})
 
 
 def identity_home() -> Path:
@@ -163,7 +163,7 @@ def load_identity(path: Path | str | None = None) -> ClientIdentity:
     beside it as ``<stem>-key.pem`` (the ``openssl req -keyout`` / curl naming).
     """
     target = Path(path).expanduser() if path is not None else identity_home()
-    if not target.exists() and target.suffix in _FILE_SUFFIXES:
+    if not target.exists() and target.suffix in IDENTITY_FILE_SUFFIXES:
         raise errors.ConfigError(
             f"identity file {target} does not exist",
             details=["--identity takes a directory (created on first use) or an existing PEM file"],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloister import errors
-from cloister.cas.client import identity_home, load_identity
+from cloister.cas.client import identity_home, load_identity, pins_home
 
 
 def _mode(path: Path) -> int:
@@ -130,3 +130,12 @@ def test_mismatched_or_missing_identity_files(tmp_path: Path, home: Path) -> Non
     os.close(fd)
     with pytest.raises(errors.ConfigError, match="does not belong"):
         load_identity(mixed)
+
+
+def test_pins_follow_an_identity_directory(tmp_path: Path, home: Path) -> None:
+    assert pins_home(None) == home
+    assert pins_home(tmp_path / "new-id") == tmp_path / "new-id"  # before it exists, too
+    assert pins_home(tmp_path / "typo.pem") == home
+    ident = load_identity(tmp_path / "new-id")
+    assert pins_home(ident.cert_path) == home
+    assert pins_home(tmp_path / "new-id") == ident.home
