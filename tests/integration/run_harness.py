@@ -13,8 +13,9 @@ from cas_harness import CAS, CLOISTER, Identity, free_port, make_identity
 
 
 class LAS:
-    def __init__(self, state: Path, log: Path) -> None:
+    def __init__(self, state: Path, log: Path, tpm: str | None = None) -> None:
         self.state, self.log, self.port = state, log, free_port()
+        self.tpm = tpm  # a TCTI: quote with that TPM (evidence type tpm)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -24,7 +25,8 @@ class LAS:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [CLOISTER, "las", "serve", "--state", str(self.state), "--listen", self.addr],
+                [CLOISTER, "las", "serve", "--state", str(self.state), "--listen", self.addr,
+                 *(["--tpm", self.tpm] if self.tpm else [])],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
@@ -47,10 +49,10 @@ class LAS:
 class Platform:
     """A running CAS and LAS, and an identity to post sessions with."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tpm: str | None = None) -> None:
         self.root = root
         self.cas = CAS(root / "cas", root / "cas.log")
-        self.las = LAS(root / "las", root / "las.log")
+        self.las = LAS(root / "las", root / "las.log", tpm)
         self.owner: Identity = make_identity(root / "ids", "owner")
 
     def create(self, session_yaml: str) -> str:
@@ -77,8 +79,8 @@ class Platform:
 
 
 @contextmanager
-def platform(root: Path) -> Iterator[Platform]:
-    p = Platform(root)
+def platform(root: Path, tpm: str | None = None) -> Iterator[Platform]:
+    p = Platform(root, tpm)
     p.cas.start()
     p.las.start()
     try:

@@ -14,6 +14,10 @@ Flow (``cloister run`` ↔ CAS):
 Trust model: evidence types are pluggable verifiers.  **simulation**: the LAS
 signs a quote with a software key; it proves which code was launched to
 someone who trusts the host, and nothing against a host administrator.
+**tpm**: a TPM 2.0 quote by an attestation key under the endorsement
+hierarchy (:class:`TpmVerifier`, LAS ``--tpm``); the platform identity is
+hardware-rooted, so it needs no toleration, but the measurement is still
+asserted by the LAS unless PCRs the policy pins cover it.
 """
 
 from cloister.attest._evidence import (
@@ -34,17 +38,26 @@ from cloister.attest._seal import (
     public_key_bytes_of,
     seal_to,
 )
+from cloister.attest._tpm_format import TPM, qualifying_data
+from cloister.attest._tpm_quoter import DEFAULT_PCRS, TpmQuoter, parse_pcrs
+from cloister.attest._tpm_verify import TpmVerifier
 from cloister.attest._verify import VERIFIERS, SimulationVerifier, VerifiedClaims, Verifier
+
+VERIFIERS[TPM] = TpmVerifier()
 
 __all__ = [
     "DEFAULT_LISTEN",
+    "DEFAULT_PCRS",
     "FORMAT",
     "SIMULATION",
+    "TPM",
     "VERIFIERS",
     "VERSION",
     "LasClient",
     "LasServer",
     "SimulationVerifier",
+    "TpmQuoter",
+    "TpmVerifier",
     "VerifiedClaims",
     "Verifier",
     "canonical_json",
@@ -55,8 +68,10 @@ __all__ = [
     "make_server",
     "measure",
     "open_sealed",
+    "parse_pcrs",
     "platform_id",
     "public_key_bytes_of",
+    "qualifying_data",
     "report_data",
     "seal_to",
 ]

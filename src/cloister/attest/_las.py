@@ -14,10 +14,20 @@ with any claims).  That is why a session accepts it only with
 LAS answers loopback callers only, and why it listens on a non-loopback
 address only when explicitly told to (``allow_remote``).
 
+With ``--tpm TCTI`` (:mod:`._tpm_quoter`) the LAS quotes with a TPM 2.0
+attestation key instead: ``tpm`` evidence is a TPM2_Quote over the selected
+SHA-256 PCRs whose qualifying data binds the same claims.  What it proves:
+the platform identity (the AK that ``platforms:`` pins) is rooted in the TPM,
+and the quoted PCRs are the TPM's.  What it does not prove: that the
+measurement is what runs — the LAS still asserts it for whoever asks, unless
+the boot chain extends it into PCRs a policy pins — nor, without an EK
+certificate chain (swtpm has none), that the AK is in a genuine TPM: the
+operator's enrolment (``cloister las enroll``) is the anchor.
+
 HTTP API (JSON): ``POST /v1/quote`` ``{"measurement", "fspf_tag",
 "report_data"}`` → ``{"type": "simulation", "platform_id", "evidence":
 "<base64 of the evidence bytes>"}``; ``GET /v1/platform`` →
-``{"platform_id", "public_key": "<PEM>", "evidence_type": "simulation"}``.
+``{"platform_id", "public_key": "<PEM>", "evidence_type": "simulation" | "tpm"}``.
 Errors are ``{"error": {"code", "message", "details"}}``.
 """
 
@@ -41,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloister import errors
 from cloister.attest import _evidence
+from cloister.attest._tpm_quoter import DEFAULT_PCRS, TpmQuoter
 
 log = logging.getLogger("cloister.las")
 
@@ -163,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {
             "platform_id": self.server.platform_id,
             "public_key": self.server.public_key_pem,
-            "evidence_type": _evidence.SIMULATION,
+            "evidence_type": self.server.evidence_type,
         })
 
     def do_POST(self) -> None:
@@ -192,33 +203,52 @@ class _Handler(BaseHTTPRequestHandler):
                         '{"measurement", "report_data", optional "fspf_tag"}')
             return
         try:
-            evidence = _evidence.sign_simulation(
-                self.server.key, measurement=body["measurement"],
-                fspf_tag=body.get("fspf_tag"), report_data_hex=body["report_data"],
-            )
+            if self.server.tpm is not None:
+                evidence = self.server.tpm.quote(
+                    measurement=body["measurement"], fspf_tag=body.get("fspf_tag"),
+                    report_data_hex=body["report_data"],
+                )
+            else:
+                assert self.server.key is not None  # LasServer: a key whenever there is no TPM
+                evidence = _evidence.sign_simulation(
+                    self.server.key, measurement=body["measurement"],
+                    fspf_tag=body.get("fspf_tag"), report_data_hex=body["report_data"],
+                )
         except errors.EvidenceError as exc:
             self._error(400, exc.code, exc.message, exc.details)
             return
         log.info("quoted measurement %s… for %s", body["measurement"][:12], self.client_address[0])
         self._send(200, {
-            "type": _evidence.SIMULATION,
+            "type": self.server.evidence_type,
             "platform_id": self.server.platform_id,
             "evidence": base64.b64encode(evidence).decode(),
         })
 
 
 class LasServer(ThreadingHTTPServer):
-    """The LAS HTTP server bound to ``(host, port)``, signing with ``key``."""
+    """The LAS HTTP server bound to ``(host, port)``, signing with ``key``.
+
+    With ``tpm`` it quotes through that TPM instead (``key`` may then be None).
+    """
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], key: Ed25519PrivateKey,
-                 *, allow_remote: bool = False) -> None:
+    def __init__(self, address: tuple[str, int], key: Ed25519PrivateKey | None,
+                 *, allow_remote: bool = False, tpm: TpmQuoter | None = None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.key = key
+        self.tpm = tpm
         self.allow_remote = allow_remote
+        if tpm is not None:
+            self.evidence_type = tpm.evidence_type
+            self.platform_id = tpm.platform_id
+            self.public_key_pem = tpm.public_key_pem
+            return
+        if key is None:
+            raise errors.ConfigError("a LAS needs a platform key or a TPM")
+        self.evidence_type = _evidence.SIMULATION
         public = key.public_key()
         self.platform_id = _evidence.platform_id(_evidence.spki_der(public))
         self.public_key_pem = public.public_bytes(
@@ -227,8 +257,13 @@ class LasServer(ThreadingHTTPServer):
 
 
 def make_server(state: Path, listen: str = DEFAULT_LISTEN, *,
-                allow_remote: bool = False) -> LasServer:
-    """A bound, not yet serving LAS; refuses a non-loopback address unless ``allow_remote``."""
+                allow_remote: bool = False, tpm: str | None = None,
+                pcrs: tuple[int, ...] = DEFAULT_PCRS) -> LasServer:
+    """A bound, not yet serving LAS; refuses a non-loopback address unless ``allow_remote``.
+
+    ``tpm`` is a TCTI (``device:/dev/tpmrm0``, ``swtpm:host=…,port=…``): quote
+    the SHA-256 ``pcrs`` with that TPM's attestation key instead of a software key.
+    """
     host, port = parse_listen(listen)
     if not allow_remote and not is_loopback_host(host):
         raise errors.ConfigError(
@@ -236,9 +271,10 @@ def make_server(state: Path, listen: str = DEFAULT_LISTEN, *,
             details=["the LAS signs quotes for whoever asks; serve it on 127.0.0.1 or pass "
                      "--allow-remote if remote hosts must quote (simulation only)"],
         )
-    key = load_or_create_platform_key(state)
+    quoter = TpmQuoter(tpm, state, pcrs) if tpm is not None else None
+    key = load_or_create_platform_key(state) if quoter is None else None
     try:
-        return LasServer((host, port), key, allow_remote=allow_remote)
+        return LasServer((host, port), key, allow_remote=allow_remote, tpm=quoter)
     except OSError as exc:
         raise errors.ConfigError(
             f"cannot listen on {listen}: {exc.strerror}",

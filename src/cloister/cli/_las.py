@@ -1,4 +1,4 @@
-"""``cloister las serve|platform-id``: the node-local quoting agent."""
+"""``cloister las serve|platform-id|enroll``: the node-local quoting agent."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cloister import attest
-from cloister.attest import _las
+from cloister import attest, errors
+from cloister.attest import _evidence, _las, _tpm_quoter
 
 _REMOTE_HELP = (
     "also listen on and answer non-loopback addresses. The LAS signs a quote for "
@@ -39,7 +39,24 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--listen", default=attest.DEFAULT_LISTEN, metavar="HOST:PORT",
                        help=f"address to listen on (default: {attest.DEFAULT_LISTEN})")
     serve.add_argument("--allow-remote", action="store_true", help=_REMOTE_HELP)
+    _tpm_arguments(serve)
     serve.set_defaults(func=_serve)
+
+    enroll = commands.add_parser(
+        "enroll",
+        help="print this node's platform id (and PCR values) for a policy's platforms:",
+        description=(
+            "Create or load the platform key (or, with --tpm, the TPM attestation key, "
+            "recorded in the state directory) and print its platform id alone on the first "
+            "line; with --show-pcrs also the current SHA-256 PCR values."
+        ),
+    )
+    enroll.add_argument("--state", type=Path, default=None, metavar="DIR",
+                        help="state directory (default: $CLOISTER_LAS_STATE or ~/.cloister/las)")
+    _tpm_arguments(enroll)
+    enroll.add_argument("--show-pcrs", action="store_true",
+                        help="also print the current PCR values of the --pcrs selection (--tpm)")
+    enroll.set_defaults(func=_enroll)
 
     show = commands.add_parser(
         "platform-id", help="print the platform id of a running LAS (for a policy's platforms:)"
@@ -50,17 +67,28 @@ def register(subparsers: Any) -> None:
     show.set_defaults(func=_platform_id)
 
 
+def _tpm_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--tpm", default=None, metavar="TCTI",
+        help="quote with this TPM 2.0 (e.g. device:/dev/tpmrm0 or "
+             "swtpm:host=127.0.0.1,port=2321): evidence type tpm, hardware-rooted platform id",
+    )
+    parser.add_argument("--pcrs", default="0-7", metavar="SEL",
+                        help="SHA-256 PCRs to quote with --tpm, e.g. 0-7 or 0,2,7 (default: 0-7)")
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
 def _serve(args: argparse.Namespace) -> int:
     state = args.state if args.state is not None else _las.default_state_dir()
-    server = attest.make_server(state, args.listen, allow_remote=args.allow_remote)
+    server = attest.make_server(state, args.listen, allow_remote=args.allow_remote,
+                                tpm=args.tpm, pcrs=attest.parse_pcrs(args.pcrs))
     signal.signal(signal.SIGTERM, _stop)
     host, port = str(server.server_address[0]), int(server.server_address[1])
-    print(f"cloister las: listening on {host}:{port}, platform id {server.platform_id}",
-          file=sys.stderr, flush=True)
+    print(f"cloister las: listening on {host}:{port}, {server.evidence_type} evidence, "
+          f"platform id {server.platform_id}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:
@@ -70,4 +98,23 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _platform_id(args: argparse.Namespace) -> int:
     print(attest.LasClient(args.las).platform()["platform_id"])
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    state = args.state if args.state is not None else _las.default_state_dir()
+    if args.tpm is None:
+        if args.show_pcrs:
+            raise errors.ConfigError("--show-pcrs needs --tpm TCTI",
+                                     details=["simulation platforms have no PCRs"])
+        public = _las.load_or_create_platform_key(state).public_key()
+        print(attest.platform_id(_evidence.spki_der(public)))
+        return 0
+    quoter = attest.TpmQuoter(args.tpm, state, attest.parse_pcrs(args.pcrs))
+    print(quoter.platform_id)
+    if quoter.ek_certificate is None:
+        print(f"note: {_tpm_quoter.NO_EK_CERTIFICATE}", file=sys.stderr)
+    if args.show_pcrs:
+        for pcr, value in quoter.current_pcrs().items():
+            print(f"sha256:{pcr} {value}")
     return 0

@@ -205,7 +205,7 @@ def test_plugged_in_hardware_type_needs_no_toleration() -> None:
                                               "type": "tpm-test"}),
                      nonce=b"n", nonce_ok=True, ephemeral_public_key=b"k")
     assert unknown.reasons == ["evidence type 'tpm-test' has no verifier on this CAS "
-                               "(known: simulation)"]
+                               "(known: simulation, tpm)"]
 
 
 def test_crashing_plug_in_refuses() -> None:
