@@ -1,0 +1,78 @@
+"""``cloister run`` attested with ``tpm`` evidence from a LAS on swtpm, end to end.
+
+A policy that does not tolerate ``debug-mode`` accepts the TPM quote (hardware-
+rooted platform identity) when the AK is in ``platforms``, and refuses it when
+another platform is pinned; the program never starts on a refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from run_harness import Platform, platform, python_measurement
+from test_tpm_las import Swtpm, require_swtpm
+
+PROGRAM = """\
+import os, pathlib
+print("token-len", len(os.environ["TOKEN"]))
+pathlib.Path(os.environ["MARKER"]).write_text("ran")
+"""
+
+
+def session(name: str, program: Path, platform_id: str) -> str:
+    return f"""\
+name: {name}
+version: "0.3"
+services:
+  - name: app
+    mrenclaves: [{python_measurement()}]
+    command: python3 {program}
+    environment:
+      TOKEN: $$SCONE::token$$
+      MARKER: {program.parent}/ran
+    platforms: [{platform_id}]
+secrets:
+  - name: token
+    kind: ascii
+security:
+  attestation:
+    tolerate: []
+"""
+
+
+@pytest.fixture(scope="module")
+def plat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    require_swtpm()
+    tpm = Swtpm(tmp_path_factory.mktemp("swtpm-run"))
+    tpm.start()
+    try:
+        with platform(tmp_path_factory.mktemp("tpm-run"), tpm=tpm.tcti) as p:
+            yield p
+    finally:
+        tpm.stop()
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "app.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+def test_run_with_tpm_evidence_under_a_hardware_policy(plat: Platform, program: Path) -> None:
+    plat.create(session("tpm-ok", program, plat.las.platform_id()))
+    done = plat.run("tpm-ok/app")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["token-len 20"]
+    assert (program.parent / "ran").read_text() == "ran"
+
+
+def test_run_with_an_ak_not_in_platforms_is_refused(plat: Platform, program: Path) -> None:
+    plat.create(session("tpm-other", program, "d" * 64))
+    done = plat.run("tpm-other/app")
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert f"platform {plat.las.platform_id()} not in [dddddddddddd" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
