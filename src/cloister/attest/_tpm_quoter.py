@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,14 +45,13 @@ NO_EK_CERTIFICATE = "no EK certificate in the TPM (as with swtpm): the AK's TPM 
 
 def parse_pcrs(text: str) -> tuple[int, ...]:
     """``"0-7"``, ``"0,1,7"`` or ``"sha256:0-7,10"`` → sorted PCR indices (SHA-256 bank)."""
-    body = text.removeprefix("sha256:")
     pcrs: set[int] = set()
-    try:
-        for part in body.split(","):
-            low, _, high = part.strip().partition("-")
-            pcrs.update(range(int(low), int(high or low) + 1))
-    except ValueError:
-        pcrs = set()
+    for part in text.removeprefix("sha256:").split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:-(\d+))?\s*", part)
+        if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
+            pcrs = set()
+            break
+        pcrs.update(range(int(match[1]), int(match[2] or match[1]) + 1))
     if not pcrs or not all(0 <= p <= 23 for p in pcrs):
         raise errors.ConfigError(f"bad PCR selection {text!r}",
                                  details=["write e.g. 0-7 or sha256:0,1,7 (PCRs 0 to 23)"])
