@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from demo_harness import FIELDS, SEED_FORM, Demo
+from demo_harness import CLOISTER, FIELDS, SEED_FORM, Demo
 
 from cloister.demo import Layout
 
@@ -175,7 +176,9 @@ def test_data_survives_down_up_and_kill_9_of_redis(tmp_path: Path) -> None:
             assert not Path(f"/proc/{pid}").exists() or \
                 Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z", name
         assert not Layout.of(d.dir).redis_tls.exists(), "down leaves Redis's keys in memory"
-        d.up()
+        again = d.up()
+        assert "reusing the sealed tree" in again.stdout
+        assert again.stdout.count(": unchanged") == 2, again.stdout  # same certificates
         assert d.api(tmp_path, url) == (200, posted)
 
         os.kill(d.pid("redis"), signal.SIGKILL)
@@ -183,3 +186,51 @@ def test_data_survives_down_up_and_kill_9_of_redis(tmp_path: Path) -> None:
         assert d.api(tmp_path, url) == (200, posted)
     finally:
         d.cli("demo", "down", "--dir", str(d.dir))
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    d = Demo.fresh(tmp_path / "demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOISTER_", "SCONE_"))}
+    proc = subprocess.Popen(
+        [CLOISTER, "demo", "up", "--dir", str(d.dir), "--cas-port", str(d.cas_port),
+         "--las-port", str(d.las_port), "--redis-port", str(d.redis_port),
+         "--api-port", str(d.api_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        assert any("Press Ctrl-C" in line for line in seen), "".join(seen)
+        pids = [d.pid(name) for name in ("cas", "las", "redis", "api")]
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, rest
+        assert "stopped api, redis, las, cas" in rest
+        for pid in pids:
+            assert not Path(f"/proc/{pid}").exists() or \
+                Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        d.cli("demo", "down", "--dir", str(d.dir))
+
+
+def test_a_failing_step_stops_what_was_started(tmp_path: Path) -> None:
+    """A typo in a policy template: one clear error, and the CAS and LAS are stopped."""
+    app = tmp_path / "app"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "patients", app)
+    flask = app / "policies" / "flask.yml"
+    flask.write_text(flask.read_text().replace("image_name:", "imagename:"))
+    d = Demo.fresh(tmp_path / "demo")
+    done = d.cli("demo", "up", "--detach", "--dir", str(d.dir), "--app", str(app),
+                 "--cas-port", str(d.cas_port), "--las-port", str(d.las_port),
+                 "--redis-port", str(d.redis_port), "--api-port", str(d.api_port))
+    assert done.returncode != 0
+    assert "imagename" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "stopped" in done.stdout and "cas" in done.stdout
+    assert not list((d.dir / "pids").glob("*.json"))

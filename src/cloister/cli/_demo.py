@@ -32,6 +32,21 @@ def _up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("interrupted; stopped what was started")
         return 130
+    try:
+        _instructions(running, args)
+        if args.detach:
+            return 0
+        _say("\nPress Ctrl-C to stop.")
+        demo.watch(running, _say)
+        code = 1  # a service ended by itself
+    except KeyboardInterrupt:  # from here on, Ctrl-C at any moment stops everything
+        code = 0
+    _say("stopping …")
+    demo.down(Path(args.dir), _say)
+    return code
+
+
+def _instructions(running: demo.Running, args: argparse.Namespace) -> None:
     _say(f"\nThe patient service is running (data and logs in {running.layout.root}).")
     _say("Evidence is simulation (software-signed): it proves nothing against this host's "
          "administrator.")
@@ -40,16 +55,6 @@ def _up(args: argparse.Namespace) -> int:
         _say(f"  {line}")
     if args.detach:
         _say(f"\nStop it with: cloister demo down --dir {args.dir}")
-        return 0
-    _say("\nPress Ctrl-C to stop.")
-    try:
-        demo.watch(running, _say)
-        code = 1
-    except KeyboardInterrupt:
-        code = 0
-    _say("stopping …")
-    demo.down(Path(args.dir), _say)
-    return code
 
 
 def _down(args: argparse.Namespace) -> int:
