@@ -1,0 +1,48 @@
+#!/bin/sh
+# One-shot `init` service of docker-compose.yml (replaces the seed's create_image.sh/myenv):
+#  1. pins the CAS certificate from the CAS's own state volume (read-only) and
+#     publishes it on the cas-public volume for the workloads (CLOISTER_CAS_CERT);
+#  2. measures the runtime and redis-server in this image (the API image is built
+#     FROM the same runtime base, so its Python measurement is the same);
+#  3. creates the Redis and Flask sessions from deploy/policies, or updates them
+#     when they exist (this service keeps its client identity on a volume, so it
+#     stays the sessions' CREATOR across runs).
+# The fspf key and tag come from the compose secret `api-seal` (build.sh's seal
+# output); they go to the CAS inside the policy and are never printed.
+set -eu
+: "${FLASK_SESSION:?set FLASK_SESSION in deploy/compose/.env (see .env.example)}"
+: "${REDIS_SESSION:?set REDIS_SESSION in deploy/compose/.env (see .env.example)}"
+CAS_STATE="${CAS_STATE:-/cas-state}"
+CAS_PUBLIC="${CAS_PUBLIC:-/var/lib/cloister/public}"
+SEAL_FILE="${SEAL_FILE:-/run/secrets/api-seal}"
+POLICIES="${POLICIES:-/policies}"
+REDIS_HOST="${REDIS_HOST:-redis}"
+
+cloister cas show-certificate --state "$CAS_STATE" > "$CAS_PUBLIC/cas-ca.pem.new"
+mv "$CAS_PUBLIC/cas-ca.pem.new" "$CAS_PUBLIC/cas-ca.pem"
+export CLOISTER_CAS_CERT="$CAS_PUBLIC/cas-ca.pem"
+export CLOISTER_CAS_ADDR="${CLOISTER_CAS_ADDR:-cas:8081}"
+
+if [ ! -r "$SEAL_FILE" ]; then
+  echo "create-sessions: no seal output at $SEAL_FILE: run deploy/images/build.sh first" >&2
+  exit 2
+fi
+SCONE_FSPF_KEY="$(sed -n 's/^fspf_key: *//p' "$SEAL_FILE")"
+SCONE_FSPF_TAG="$(sed -n 's/^fspf_tag: *//p' "$SEAL_FILE")"
+MRENCLAVE="$(cloister measure)"
+MRENCLAVE_REDIS="$(cloister measure redis-server)"
+# through the environment (--use-env), not the command line: argv is world-readable
+export FLASK_SESSION REDIS_SESSION REDIS_HOST MRENCLAVE MRENCLAVE_REDIS SCONE_FSPF_KEY SCONE_FSPF_TAG
+
+apply() {  # apply FILE SESSION
+  if cloister session read "$2" > /dev/null 2>&1; then
+    echo "create-sessions: updating session $2"
+    cloister session update "$1" --use-env
+  else
+    echo "create-sessions: creating session $2"
+    cloister session create "$1" --use-env
+  fi
+}
+apply "$POLICIES/redis.yml" "$REDIS_SESSION"   # first: flask.yml imports its secrets
+apply "$POLICIES/flask.yml" "$FLASK_SESSION"
+echo "create-sessions: done; API CA: curl --cacert <(cloister values $FLASK_SESSION api_ca_cert) ..."

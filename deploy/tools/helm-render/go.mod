@@ -1,0 +1,1 @@
+module cloister.dev/helm-render

@@ -1,0 +1,118 @@
+"""Static checks of the Dockerfiles (no Docker engine here): pinned bases, non-root
+users, no secret material in a Dockerfile or its build context, the fspf key kept
+out of the API image's final stage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from deploy_support import DEPLOY, REPO
+
+IMAGES = DEPLOY / "images"
+DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
+#: build contexts: the runtime image is built from the repository root (filtered by its
+#: .dockerignore to pyproject.toml, README.md and src/), the API image from the app dir
+CONTEXTS = [REPO / "src", REPO / "examples" / "patients", DEPLOY]
+
+PEM_PRIVATE = re.compile(r"-----BEGIN (?:[A-Z ]+ )?PRIVATE KEY-----")
+HEX_KEY = re.compile(r"(?i)key[\"'\s:=]{1,6}[0-9a-f]{64}\b")
+
+
+def stages(text: str) -> list[list[str]]:
+    """Instructions per build stage (continuation lines joined, comments dropped)."""
+    joined = re.sub(r"\\\n", " ", text)
+    result: list[list[str]] = []
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            result.append([])
+        if result:
+            result[-1].append(line)
+    return result
+
+
+def test_there_is_an_image_for_every_part() -> None:
+    assert {p.parent.name for p in DOCKERFILES} == {"runtime", "cas", "las", "redis", "api"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_base_images_are_pinned(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
+    for base in re.findall(r"^FROM (\S+)", text, re.M):
+        name = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), "?"), base)
+        if name == "scratch" or name in re.findall(r" AS (\S+)", text):
+            continue
+        # a digest, or an exact version tag (never latest, never a bare major)
+        assert "@sha256:" in name or re.search(r":\d+\.\d+\.\d+", name), (dockerfile, name)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_final_stage_runs_as_non_root(dockerfile: Path) -> None:
+    final = stages(dockerfile.read_text())[-1]
+    users = [line.split()[1] for line in final if line.upper().startswith("USER ")]
+    if dockerfile.parent.name == "runtime":
+        assert users, "the runtime base must set a USER"
+    # images built FROM the runtime base inherit its user; any USER they set last is non-root
+    if users:
+        assert users[-1].split(":")[0] not in {"root", "0"}, (dockerfile, users)
+
+
+def test_runtime_entrypoint_is_cloister_run() -> None:
+    final = stages((IMAGES / "runtime/Dockerfile").read_text())[-1]
+    assert 'ENTRYPOINT ["cloister", "run"]' in final
+
+
+def test_api_image_keeps_the_seal_output_out_of_its_layers() -> None:
+    api = stages((IMAGES / "api/Dockerfile").read_text())
+    names = {s[0].split()[-1]: s for s in api}
+    assert names["seal-output"][0].startswith("FROM scratch")
+    final = api[-1]
+    assert final[0].endswith("AS api")
+    copies = [line for line in final if line.upper().startswith("COPY")]
+    assert copies == ["COPY --from=seal --chown=0:0 /fspf/encrypted-files /fspf/encrypted-files"]
+    seal_run = " ".join(names["seal"])
+    # seal.txt lives in /out, outside the tree that is copied on; the log never shows it
+    assert "> /out/seal.txt" in seal_run and "umask 077" in seal_run
+
+
+def test_dockerignore_excludes_keys_and_caches() -> None:
+    api = (IMAGES / "api/Dockerfile.dockerignore").read_text().split()
+    for pattern in ("**/__pycache__", ".env", "*.pem", "*.key", "secrets/"):
+        assert pattern in api
+    runtime = [line for line in (IMAGES / "runtime/Dockerfile.dockerignore").read_text()
+               .splitlines() if line and not line.startswith("#")]
+    assert runtime[:2] == ["*", "!pyproject.toml"]
+
+
+def _context_files() -> list[Path]:
+    files = [*DOCKERFILES]
+    for root in CONTEXTS:
+        files += [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                  and "secrets" not in p.parts and p.suffix not in {".pyc"}]
+    return files
+
+
+def test_no_key_material_in_dockerfiles_or_build_contexts() -> None:
+    offenders = []
+    for path in _context_files():
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        if PEM_PRIVATE.search(text) or HEX_KEY.search(text):
+            offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
+
+
+def test_the_key_scan_finds_planted_material(tmp_path: Path) -> None:
+    # the scanner itself must catch what it looks for
+    planted = "fspf_key: " + "ab" * 32
+    assert HEX_KEY.search(planted)
+    assert PEM_PRIVATE.search("-----BEGIN EC PRIVATE KEY-----")
+    assert PEM_PRIVATE.search("-----BEGIN PRIVATE KEY-----")
+    assert not HEX_KEY.search("sha256: " + "ab" * 32)
