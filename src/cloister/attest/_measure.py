@@ -9,7 +9,10 @@ with names UTF-8 and ``u64be`` an 8-byte big-endian length, so no two
 different inputs encode alike.
 
 - ``kind = b"python"``: the program is a Python interpreter.  Items are
-  ``("interpreter", bytes of the interpreter executable)`` and then, sorted
+  ``("interpreter", bytes of the interpreter executable)``, then — when the
+  interpreter is this process's and is built with a shared ``libpython``
+  (``Py_ENABLE_SHARED``) — ``("libpython", bytes of that library)``, since
+  the executable is then only a small stub; and then, sorted
   by name (byte order), one item per runtime file ``("cloister/<relative
   path>", bytes)`` for every ``*.py`` under the cloister package this process
   runs (``__pycache__`` directories excluded).  This is what runs when
@@ -23,8 +26,8 @@ it points to measure alike.  It is a Python interpreter when the resolved
 file is the same file as ``sys.executable`` or its basename is ``python``,
 ``python3`` or ``python3.N`` (optionally with a ``t`` or ``d`` ABI suffix).
 
-Limits, stated plainly: the interpreter item is the executable file only
-(a ``libpython`` shared library and the standard library are not covered),
+Limits, stated plainly: the standard library and third-party packages are
+not covered (protect them with the file shield),
 and the runtime files are the ones *this* installation of cloister holds —
 run ``cloister measure`` from the installation that ``cloister run`` uses.
 """
@@ -36,6 +39,7 @@ import os
 import re
 import shutil
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,4 +131,20 @@ def measure(program: str | None = None, *, runtime: Path | None = None) -> str:
     files = runtime_files(root)
     if not files:
         raise errors.ConfigError(f"no cloister runtime files under {root}")
-    return measure_items("python", [("interpreter", path), *files])
+    return measure_items("python", [("interpreter", path), *shared_libpython(path), *files])
+
+
+def shared_libpython(interpreter: Path) -> list[tuple[str, Path]]:
+    """``[("libpython", path)]`` when ``interpreter`` is this process's and links a shared
+    libpython; ``[]`` otherwise (a static build has the interpreter in the executable)."""
+    try:
+        if not interpreter.samefile(Path(sys.executable).resolve()):
+            return []
+    except OSError:
+        return []
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return []
+    library = Path(str(sysconfig.get_config_var("LIBDIR"))) / str(
+        sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
+    )
+    return [("libpython", library.resolve())] if library.is_file() else []

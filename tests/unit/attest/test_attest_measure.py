@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -61,9 +62,21 @@ def test_python_measurement_follows_documented_encoding(tmp_path: Path) -> None:
     expected = hashlib.sha256(
         b"cloister-measurement-v1\0" + b"python\0"
         + _item("interpreter", interpreter.read_bytes())
+        + b"".join(_item("libpython", lib.read_bytes())
+                   for _, lib in _measure.shared_libpython(interpreter))
         + _item("cloister/b.py", b"B") + _item("cloister/sub/a.py", b"A")
     ).hexdigest()
     assert measure(sys.executable, runtime=runtime) == expected
+
+
+def test_shared_libpython_is_measured_when_the_interpreter_links_one() -> None:
+    libs = _measure.shared_libpython(Path(sys.executable).resolve())
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        assert libs == []
+        return
+    ((name, lib),) = libs
+    assert name == "libpython"
+    assert lib.name.startswith("libpython") and lib.is_file()
 
 
 def test_copy_of_runtime_measures_alike_and_any_change_shows(tmp_path: Path) -> None:
