@@ -67,6 +67,17 @@ class LaunchConfig:
                 "the CAS sent a configuration this runtime cannot read"
             ) from None
 
+    def enter_pwd(self) -> None:
+        """Change to the policy's ``pwd`` (if any); it must exist, as in SCONE."""
+        if self.pwd is None:
+            return
+        try:
+            os.chdir(self.pwd)
+        except OSError as err:
+            raise errors.LaunchError(
+                f"cannot enter the policy's pwd {self.pwd}: {err.strerror}"
+            ) from None
+
     def with_host_values(
         self, host_args: Sequence[str], host_env: Mapping[str, str]
     ) -> LaunchConfig:

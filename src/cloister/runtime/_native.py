@@ -90,13 +90,7 @@ def exec_native(config: LaunchConfig, program: str) -> None:
         )
     check_memory_backed(config.files)
     write_files(config.files)
-    if config.pwd is not None:
-        try:
-            os.chdir(config.pwd)
-        except OSError as err:
-            raise errors.LaunchError(
-                f"cannot enter the policy's pwd {config.pwd}: {err.strerror}"
-            ) from None
+    config.enter_pwd()
     try:
         os.execve(program, list(config.command), dict(config.environment))  # noqa: S606
     except OSError as err:

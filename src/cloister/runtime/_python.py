@@ -72,13 +72,7 @@ def run_python(config: LaunchConfig, tree: ProtectedTree | None) -> int:
         overlay.add_tree(tree)
     os.environ.clear()
     os.environ.update(config.environment)
-    if config.pwd is not None:
-        try:
-            os.chdir(config.pwd)
-        except OSError as err:
-            raise errors.LaunchError(
-                f"cannot enter the policy's pwd {config.pwd}: {err.strerror}"
-            ) from None
+    config.enter_pwd()
     sys.dont_write_bytecode = True  # decrypted code must not reach __pycache__
     overlay.install()
     return _run(target, tree)
