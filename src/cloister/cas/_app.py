@@ -90,6 +90,24 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     return body
 
 
+#: bytes of an oversized body read and dropped before answering 413, so that a
+#: client still sending can read the answer instead of hitting a reset ("lingering close")
+DRAIN_LIMIT = 8 * 1024 * 1024
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    stream = environ.get("wsgi.input")
+    left = DRAIN_LIMIT
+    try:
+        while stream is not None and left > 0:
+            chunk = stream.read(min(65536, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (OSError, ValueError):
+        return
+
+
 class CASApp:
     """WSGI callable.  Build it with :func:`cloister.cas.create_app`."""
 
@@ -131,7 +149,11 @@ class CASApp:
                     f"{method} {route.pattern} needs a client certificate",
                     details=["connect with a client certificate (curl --cert FILE --key FILE)"],
                 )
-            body = _read_body(environ, self.ctx.max_body)
+            try:
+                body = _read_body(environ, self.ctx.max_body)
+            except errors.PayloadTooLarge:
+                _drain(environ)
+                raise
             query = dict(parse_qsl(str(environ.get("QUERY_STRING", "")), keep_blank_values=True))
             headers = {
                 k[5:].replace("_", "-").lower(): str(v)
