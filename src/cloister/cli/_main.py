@@ -13,7 +13,7 @@ from cloister.cli._exit import exit_code_for
 
 #: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
 COMMAND_MODULES: tuple[str, ...] = (
-    "_session", "_measure", "_las", "_cas", "_fspf", "_run", "_values", "_demo",
+    "_session", "_measure", "_las", "_cas", "_fspf", "_run", "_values", "_demo", "_transform",
 )
 
 
