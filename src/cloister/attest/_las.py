@@ -1,4 +1,4 @@
-"""The LAS: the per-node quoting agent for ``simulation`` evidence.
+"""The LAS: the per-node quoting agent for ``simulation`` (or, with a TPM, ``tpm``) evidence.
 
 It holds a platform key (Ed25519, created 0600 on first start in its state
 directory and kept), signs quotes over ``{type "simulation", measurement,
@@ -22,7 +22,10 @@ and the quoted PCRs are the TPM's.  What it does not prove: that the
 measurement is what runs — the LAS still asserts it for whoever asks, unless
 the boot chain extends it into PCRs a policy pins — nor, without an EK
 certificate chain (swtpm has none), that the AK is in a genuine TPM: the
-operator's enrolment (``cloister las enroll``) is the anchor.
+operator's enrolment (``cloister las enroll`` on the machine, whose platform
+id goes into ``platforms:``) is the anchor.  PCR values can be pinned per
+verifier (``TpmVerifier(expected_pcrs=…)``); a policy key for them is future
+work.
 
 HTTP API (JSON): ``POST /v1/quote`` ``{"measurement", "fspf_tag",
 "report_data"}`` → ``{"type": "simulation", "platform_id", "evidence":
