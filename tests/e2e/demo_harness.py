@@ -50,11 +50,20 @@ class Demo:
                               timeout=timeout, env=env)
 
     def up(self) -> subprocess.CompletedProcess[str]:
-        done = self.cli("demo", "up", "--detach", "--dir", str(self.dir),
-                        "--cas-port", str(self.cas_port), "--las-port", str(self.las_port),
-                        "--redis-port", str(self.redis_port), "--api-port", str(self.api_port))
+        done = self._up()
+        if done.returncode != 0 and "port in use" in done.stderr and not self.dir.exists():
+            # another test on this machine took a port between free_port() and the bind
+            print(f"retrying demo up on other ports: {done.stderr.strip()}")
+            self.cas_port, self.las_port = free_port(), free_port()
+            self.redis_port, self.api_port = free_port(), free_port()
+            done = self._up()
         assert done.returncode == 0, done.stdout + done.stderr
         return done
+
+    def _up(self) -> subprocess.CompletedProcess[str]:
+        return self.cli("demo", "up", "--detach", "--dir", str(self.dir),
+                        "--cas-port", str(self.cas_port), "--las-port", str(self.las_port),
+                        "--redis-port", str(self.redis_port), "--api-port", str(self.api_port))
 
     def down(self) -> subprocess.CompletedProcess[str]:
         done = self.cli("demo", "down", "--dir", str(self.dir))

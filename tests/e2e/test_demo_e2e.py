@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,7 +156,9 @@ def test_no_secret_file_or_patient_field_on_disk(demo: Demo, tmp_path: Path) -> 
                          "-d", SEED_FORM.replace("123-223-2345", ssn))
     assert status == 201
     assert not Path("/tls").exists(), "the API's injected files must stay in memory"
-    for log in (demo.dir / "logs").iterdir():
+    logs = [p for p in demo.dir.rglob("*.log") if p.is_file()]
+    assert {p.name for p in logs} >= {"api.log", "redis.log", "cas.log", "las.log"}
+    for log in logs:
         text = log.read_text(errors="replace")
         assert ssn not in text, f"patient SSN in {log}"
         assert "PRIVATE KEY" not in text, f"a private key in {log}"
@@ -181,7 +184,12 @@ def test_data_survives_down_up_and_kill_9_of_redis(tmp_path: Path) -> None:
         assert again.stdout.count(": unchanged") == 2, again.stdout  # same certificates
         assert d.api(tmp_path, url) == (200, posted)
 
-        os.kill(d.pid("redis"), signal.SIGKILL)
+        redis_pid = d.pid("redis")
+        os.kill(redis_pid, signal.SIGKILL)
+        while Path(f"/proc/{redis_pid}").exists():  # its parent, cloister demo up, is gone
+            time.sleep(0.05)
+        status, answer = d.api(tmp_path, url)
+        assert status == 503 and answer["error"]["code"] == "unavailable"  # JSON, not a 500
         d.up()  # stops what is left of the previous up, starts everything again
         assert d.api(tmp_path, url) == (200, posted)
     finally:
