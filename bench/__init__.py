@@ -1,0 +1,1 @@
+"""The cloister benchmark suite: `python -m bench` (see bench/__main__.py)."""
