@@ -71,7 +71,17 @@ class _StrictLoader(yaml.SafeLoader):
 
 def parse(text: str) -> Node:
     """Compose ``text`` into a :class:`Node` tree; raise :class:`PolicyError` on bad YAML."""
-    loader = _StrictLoader(text)
+    try:
+        # the reader checks for control characters already when it is built
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        raise PolicyError(
+            f"invalid YAML at line {line} column {column}: "
+            f"control character #x{err.character:04x} is not allowed",
+            details=["remove control characters from the session text"],
+        ) from None
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
