@@ -7,10 +7,12 @@ another platform is pinned; the program never starts on a refusal.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cas_harness import CLOISTER
 from run_harness import Platform, platform, python_measurement
 from test_tpm_las import Swtpm, require_swtpm
 
@@ -21,7 +23,7 @@ pathlib.Path(os.environ["MARKER"]).write_text("ran")
 """
 
 
-def session(name: str, program: Path, platform_id: str) -> str:
+def session(name: str, program: Path, platform_id: str, pcrs: str = "") -> str:
     return f"""\
 name: {name}
 version: "0.3"
@@ -39,6 +41,7 @@ secrets:
 security:
   attestation:
     tolerate: []
+    {pcrs}
 """
 
 
@@ -75,4 +78,33 @@ def test_run_with_an_ak_not_in_platforms_is_refused(plat: Platform, program: Pat
     assert done.returncode == 3, (done.stdout, done.stderr)
     assert f"platform {plat.las.platform_id()} not in [dddddddddddd" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
+
+
+def current_pcr0(plat: Platform) -> str:
+    """PCR sha256:0 as ``cloister las enroll --show-pcrs`` prints it (``sha256:0 <hex>``)."""
+    assert plat.las.tpm is not None
+    out = subprocess.run(
+        [CLOISTER, "las", "enroll", "--tpm", plat.las.tpm, "--state", str(plat.las.state),
+         "--show-pcrs"], capture_output=True, text=True, check=True,
+    ).stdout
+    return next(line.split()[1] for line in out.splitlines() if line.startswith("sha256:0 "))
+
+
+def test_pinned_pcr_matching_the_quote_is_accepted(plat: Platform, program: Path) -> None:
+    pin = f"tpm_pcrs: {{0: {current_pcr0(plat)}}}"
+    plat.create(session("tpm-pcr-ok", program, plat.las.platform_id(), pin))
+    done = plat.run("tpm-pcr-ok/app")
+    assert done.returncode == 0, done.stderr
+
+
+def test_pinned_pcr_differing_from_the_quote_is_refused(plat: Platform, program: Path) -> None:
+    actual = current_pcr0(plat)
+    wanted = "ab" * 32
+    plat.create(session("tpm-pcr-bad", program, plat.las.platform_id(),
+                        f"tpm_pcrs: {{0: {wanted}}}"))
+    done = plat.run("tpm-pcr-bad/app")
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert f"PCR sha256:0 is {actual}, security.attestation.tpm_pcrs requires {wanted}" \
+        in done.stderr
     assert not (program.parent / "ran").exists(), "the program ran despite a refusal"

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -108,6 +109,9 @@ class TpmVerifier:
             platform_id=claims["platform_id"],
             report_data=bytes.fromhex(claims["report_data"]),
             fspf_tag=claims["fspf_tag"],
+            pcrs=MappingProxyType(
+                {int(k): v for k, v in parts.pcrs.get("sha256", {}).items()}
+            ),
         )
 
     def _check_quote(self, quote: fmt.Quote, parts: fmt.TpmEvidence,

@@ -56,6 +56,8 @@ class VerifiedClaims:
     needs_tolerations: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    #: authenticated SHA-256 PCR values (index → 64 hex) for evidence types that quote PCRs
+    pcrs: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @runtime_checkable

@@ -14,7 +14,9 @@
 4. **identity** — the measurement matches one of the service's attestation
    variants (every factor of a variant must hold; a variant that names only a
    ``signer`` cannot match evidence that carries no signer, such as
-   ``simulation``), the platform id is in ``platforms`` if any are listed,
+   ``simulation``), PCR values pinned by ``security.attestation.tpm_pcrs``
+   equal the authenticated ones (evidence without PCRs fails a pin), the
+   platform id is in ``platforms`` if any are listed,
    and the fspf tag equals ``fspf_tag`` when both the policy and the evidence
    carry one (evidence without a tag is allowed: the attested runtime then
    verifies the protected tree against the released ``fspf_tag`` itself).
@@ -157,10 +159,11 @@ def decide(
         if binding is not None:
             reasons.append(binding)
 
-        # (4) identity: measurement, platform, fspf tag
+        # (4) identity: measurement, pinned PCRs, platform, fspf tag
         if not none_mode:
             reasons += _check_measurement(service, claims)
             platforms = tuple(p.lower() for p in service.platforms)
+            reasons += _check_pcrs(attestation, claims)
             if platforms and claims.platform_id not in platforms:
                 reasons.append(f"platform {claims.platform_id} not in {_listed(platforms)} "
                                f"of service {service.name}")
@@ -206,6 +209,20 @@ def _authenticate(
         return result
     reasons.extend(result or [f"the {type_} verifier refused the evidence"])
     return None
+
+
+def _check_pcrs(attestation: AttestationSecurity, claims: VerifiedClaims) -> list[str]:
+    """Pinned PCRs (``security.attestation.tpm_pcrs``) against the authenticated values."""
+    reasons = []
+    for index, want in attestation.tpm_pcrs:
+        got = claims.pcrs.get(index)
+        if got is None:
+            reasons.append(f"PCR sha256:{index} is pinned by security.attestation.tpm_pcrs, but "
+                           f"{claims.evidence_type} evidence does not carry it")
+        elif got != want:
+            reasons.append(f"PCR sha256:{index} is {got}, security.attestation.tpm_pcrs "
+                           f"requires {want}")
+    return reasons
 
 
 def _check_policy(attestation: AttestationSecurity, claims: VerifiedClaims) -> list[str]:

@@ -400,11 +400,21 @@ _ADVISORY_RE = re.compile(r"INTEL-SA-\d{5}")
 
 @dataclass(frozen=True)
 class AttestationSecurity:
+    """``security.attestation``.  ``tpm_pcrs`` (a cloister extension) pins SHA-256 PCR values
+    that hardware evidence must carry: ``((index, 64 hex), …)`` sorted by index."""
+
     mode: str = "hardware"
     tolerate: frozenset[str] = frozenset()
     ignore_advisories: tuple[str, ...] = ()
+    tpm_pcrs: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
+        for index, value in self.tpm_pcrs:
+            if not 0 <= index <= 23:
+                raise Invalid("tpm_pcrs", f"PCR index {index} is not in 0..23")
+            if not HEX64_RE.fullmatch(value):
+                raise Invalid("tpm_pcrs", f"PCR {index} value {value!r} is not 64 hex digits "
+                                          "(a SHA-256 PCR)")
         if self.mode not in ATTESTATION_MODES:
             raise Invalid(
                 "mode",

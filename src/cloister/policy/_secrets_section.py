@@ -38,7 +38,7 @@ SECRET_KEYS = (
     "migrate",
 )
 SECURITY_KEYS = ("attestation",)
-ATTESTATION_SECURITY_KEYS = ("mode", "tolerate", "ignore_advisories")
+ATTESTATION_SECURITY_KEYS = ("mode", "tolerate", "ignore_advisories", "tpm_pcrs")
 EXPORT_KEYS = ("session", "namespace", "session_hash")
 IMPORT_KEYS = ("session", "secret")
 VOLUME_KEYS = ("name", "fspf_key", "fspf_tag", "export", "import")
@@ -228,12 +228,30 @@ def security(r: Reader, node: Node | None) -> Security | None:
     advisories = _strings(
         r, get(att, "ignore_advisories"), "security.attestation.ignore_advisories"
     )
+    pcrs = _pcr_pins(r, get(att, "tpm_pcrs"))
     built = r.build(
-        lambda: AttestationSecurity(mode or "hardware", frozenset(tolerate), advisories),
+        lambda: AttestationSecurity(mode or "hardware", frozenset(tolerate), advisories, pcrs),
         att,
         att_node.mark,
     )
     return Security(built) if built else None
+
+
+def _pcr_pins(r: Reader, node: Node | None) -> tuple[tuple[int, str], ...]:
+    """``tpm_pcrs: {0: <hex>, 7: <hex>}`` → sorted ``((0, hex), (7, hex))``."""
+    if node is None or is_null(node):
+        return ()
+    if node.kind != "map":
+        r.error(node.mark, "security.attestation.tpm_pcrs must map PCR indexes to SHA-256 values")
+        return ()
+    pins: list[tuple[int, str]] = []
+    for key, entry in node.value.items():
+        value = r.string(entry.node, f"security.attestation.tpm_pcrs.{key}", coerce=True)
+        if not key.isdigit():
+            r.error(entry.key_mark, f"tpm_pcrs key {key!r} is not a PCR index (0..23)")
+        elif value is not None:
+            pins.append((int(key), value.lower()))
+    return tuple(sorted(pins))
 
 
 def volumes(r: Reader, node: Node | None) -> None:

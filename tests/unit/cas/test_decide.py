@@ -90,6 +90,10 @@ REFUSALS: dict[str, tuple[Case, list[str]]] = {
     "measurement not listed": (
         Case(measurement=OTHER_M),
         [f"measurement {OTHER_M} not in [{M[:12]}…] of service api"]),
+    "PCR pinned but simulation evidence carries none": (
+        Case(security={"tpm_pcrs": ((7, "ab" * 32),)}),
+        ["PCR sha256:7 is pinned by security.attestation.tpm_pcrs, but simulation evidence "
+         "does not carry it"]),
     "platform not listed": (
         Case(service={"platforms": ("ee" * 32,)}),
         [f"platform {PLATFORM} not in [{'ee' * 6}…] of service api"]),

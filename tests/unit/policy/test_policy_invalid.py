@@ -248,6 +248,16 @@ CASES: list[tuple[str, str | bytes, str]] = [
         "line 30 column 24: ignore_advisories '*' is allowed only with debug-mode tolerated",
     ),
     (
+        "tpm_pcrs bad value",
+        BASE + "security:\n  attestation:\n    tpm_pcrs: {7: abc}\n",
+        "line 30 column 15: PCR 7 value 'abc' is not 64 hex digits (a SHA-256 PCR)",
+    ),
+    (
+        "tpm_pcrs bad index",
+        BASE + "security:\n  attestation:\n    tpm_pcrs: {x: abc}\n",
+        "line 30 column 16: tpm_pcrs key 'x' is not a PCR index (0..23)",
+    ),
+    (
         "environment not a mapping",
         edit("    environment:\n      TOKEN: $$SCONE::token$$\n", "    environment: [a]\n"),
         "line 8 column 18: service 'app'.environment must be a mapping, got seq",
