@@ -29,6 +29,7 @@ from cloister.cas._routes import Route, route_table
 from cloister.cas._sessions import SessionService
 from cloister.cas._sqlite import DB_FILE, SqliteStore
 from cloister.cas._tls import ClientCertAdapter, IdentityGateway
+from cloister.cas._wire_errors import JSONErrorConnection
 from cloister.cas.store import Store
 
 _log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class CASServer:
             request_queue_size=64, timeout=config.timeout, server_name="cloister-cas",
         )
         server.gateway = IdentityGateway
+        server.ConnectionClass = JSONErrorConnection  # cheroot's own 4xx in JSON too
         server.ssl_adapter = ClientCertAdapter(
             str(self.identity.server_cert_path), str(self.identity.server_key_path)
         )
