@@ -8,7 +8,6 @@ Instances are frozen: a loaded session never changes.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,67 +15,57 @@ from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
+from cloister.policy._model_access import (  # re-exported: part of the model
+    ATTESTATION_MODES,
+    SPECIAL_ENTRIES,
+    TOLERATIONS,
+    AccessPolicy,
+    AttestationSecurity,
+    Security,
+)
+from cloister.policy._model_base import (  # re-exported: part of the model
+    ENV_NAME_RE,
+    HEX32_RE,
+    HEX64_RE,
+    NAME_RE,
+    REFERENCE_ONLY_RE,
+    Invalid,
+    check_absolute_path,
+    check_name,
+    check_session_name,
+    hex_or_reference,
+)
 
-class Invalid(ValueError):
-    """A value is invalid; ``field`` names the key it came from (for the error's location)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-NAME_RE = re.compile(r"[A-Za-z0-9_\-.~]{1,128}")
-HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
-HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
-ENV_NAME_RE = re.compile(r"(@@)?[A-Za-z_][A-Za-z0-9_]*")
-REFERENCE_ONLY_RE = re.compile(r"\$\$SCONE::[^$]+\$\$")
-
-
-def check_session_name(value: str, field_name: str = "name") -> str:
-    """A session name: ``/``-separated segments of ``[A-Za-z0-9_-.~]{1,128}``."""
-    segments = value.split("/")
-    if not value or any(not NAME_RE.fullmatch(s) or s in (".", "..") for s in segments):
-        raise Invalid(
-            field_name,
-            f"invalid session name {value!r}: use 1-128 of A-Z a-z 0-9 _ - . ~, "
-            "with / between namespace segments",
-        )
-    return value
-
-
-def check_name(value: str, what: str, field_name: str = "name") -> str:
-    if not NAME_RE.fullmatch(value):
-        raise Invalid(
-            field_name, f"invalid {what} name {value!r}: use 1-128 of A-Z a-z 0-9 _ - . ~"
-        )
-    return value
-
-
-def check_absolute_path(value: str, field_name: str) -> str:
-    """An absolute, normalized POSIX path: no ``..``, ``.``, ``//`` or trailing ``/``."""
-    if "\0" in value:
-        raise Invalid(field_name, f"path {value!r} contains a NUL byte")
-    if not value.startswith("/"):
-        raise Invalid(field_name, f"path {value!r} is relative: use an absolute path")
-    if ".." in value.split("/"):
-        raise Invalid(field_name, f"path {value!r} contains '..': use a normalized path")
-    if value != "/" and posixpath.normpath(value) != value:
-        raise Invalid(
-            field_name,
-            f"path {value!r} is not normalized: write {posixpath.normpath(value)!r}",
-        )
-    return value
-
-
-def _hex_or_reference(value: str, pattern: re.Pattern[str], what: str, field_name: str) -> str:
-    if pattern.fullmatch(value) or REFERENCE_ONLY_RE.fullmatch(value):
-        return value.lower() if pattern.fullmatch(value) else value
-    raise Invalid(field_name, f"invalid {what} {value!r}: expected {_hex_len(pattern)} hex digits")
-
-
-def _hex_len(pattern: re.Pattern[str]) -> int:
-    return 64 if pattern is HEX64_RE else 32
+__all__ = [
+    "ATTESTATION_MODES",
+    "ENV_NAME_RE",
+    "HEX32_RE",
+    "HEX64_RE",
+    "KEY_TYPES",
+    "NAME_RE",
+    "REFERENCE_ONLY_RE",
+    "SPECIAL_ENTRIES",
+    "TOLERATIONS",
+    "AccessPolicy",
+    "AttestationSecurity",
+    "AttestationVariant",
+    "ExportTarget",
+    "Image",
+    "ImportSource",
+    "InjectionFile",
+    "Invalid",
+    "Secret",
+    "SecretKind",
+    "Security",
+    "Service",
+    "Session",
+    "Signer",
+    "SubjectAltNames",
+    "check_absolute_path",
+    "check_name",
+    "check_session_name",
+    "parse_duration",
+]
 
 
 # --- secrets ----------------------------------------------------------------
@@ -281,7 +270,7 @@ class AttestationVariant:
         if not self.mrenclaves and self.signer is None:
             raise Invalid("attestation", "an attestation variant needs 'mrenclave' or 'signer'")
         for value in self.mrenclaves:
-            _hex_or_reference(value, HEX64_RE, "mrenclave", "mrenclave")
+            hex_or_reference(value, HEX64_RE, "mrenclave", "mrenclave")
 
 
 @dataclass(frozen=True)
@@ -310,11 +299,11 @@ class Service:
         if self.fspf_path is not None:
             check_absolute_path(self.fspf_path, "fspf_path")
         if self.fspf_key is not None:
-            _hex_or_reference(self.fspf_key, HEX64_RE, "fspf_key", "fspf_key")
+            hex_or_reference(self.fspf_key, HEX64_RE, "fspf_key", "fspf_key")
         if self.fspf_tag is not None:
-            _hex_or_reference(self.fspf_tag, HEX32_RE, "fspf_tag", "fspf_tag")
+            hex_or_reference(self.fspf_tag, HEX32_RE, "fspf_tag", "fspf_tag")
         for platform in self.platforms:
-            _hex_or_reference(platform, HEX64_RE, "platform id", "platforms")
+            hex_or_reference(platform, HEX64_RE, "platform id", "platforms")
 
     @property
     def mrenclaves(self) -> tuple[str, ...]:
@@ -348,101 +337,6 @@ class Image:
             if injected.path in seen:
                 raise Invalid("path", f"image {self.name!r}: {injected.path} is injected twice")
             seen.add(injected.path)
-
-
-# --- access and security ------------------------------------------------------
-
-SPECIAL_ENTRIES = ("CREATOR", "ANY", "NONE")
-
-
-@dataclass(frozen=True)
-class AccessPolicy:
-    """Entries are ``CREATOR``/``ANY``/``NONE``, key hashes, PEM certificates or references.
-
-    Invariant: ``ANY`` and ``NONE`` stand alone in their list.
-    """
-
-    read: tuple[str, ...] = ("CREATOR",)
-    update: tuple[str, ...] = ("CREATOR",)
-    create_sessions: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        for key, entries in (
-            ("read", self.read),
-            ("update", self.update),
-            ("create_sessions", self.create_sessions or ()),
-        ):
-            for alone in ("ANY", "NONE"):
-                if alone in entries and len(entries) > 1:
-                    raise Invalid(key, f"access_policy.{key}: {alone} must be the only entry")
-            if not entries and key != "create_sessions":
-                raise Invalid(key, f"access_policy.{key} is empty: write NONE to allow nobody")
-
-    @property
-    def effective_create_sessions(self) -> tuple[str, ...]:
-        """``create_sessions`` defaults to the ``update`` list (SCONE 0.3.5)."""
-        return self.update if self.create_sessions is None else self.create_sessions
-
-
-TOLERATIONS = (
-    "debug-mode",
-    "hyperthreading",
-    "insecure-igpu",
-    "software-hardening-needed",
-    "aepic-leak",
-    "insecure-configuration",
-    "outdated-tcb",
-    "maa-managed-tcb",
-)
-ATTESTATION_MODES = ("hardware", "none", "maa")
-_ADVISORY_RE = re.compile(r"INTEL-SA-\d{5}")
-
-
-@dataclass(frozen=True)
-class AttestationSecurity:
-    """``security.attestation``.  ``tpm_pcrs`` (a cloister extension) pins SHA-256 PCR values
-    that hardware evidence must carry: ``((index, 64 hex), …)`` sorted by index."""
-
-    mode: str = "hardware"
-    tolerate: frozenset[str] = frozenset()
-    ignore_advisories: tuple[str, ...] = ()
-    tpm_pcrs: tuple[tuple[int, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        for index, value in self.tpm_pcrs:
-            if not 0 <= index <= 23:
-                raise Invalid("tpm_pcrs", f"PCR index {index} is not in 0..23")
-            if not HEX64_RE.fullmatch(value):
-                raise Invalid("tpm_pcrs", f"PCR {index} value {value!r} is not 64 hex digits "
-                                          "(a SHA-256 PCR)")
-        if self.mode not in ATTESTATION_MODES:
-            raise Invalid(
-                "mode",
-                f"unknown attestation mode {self.mode!r}; use one of "
-                f"{', '.join(ATTESTATION_MODES)}",
-            )
-        for item in self.tolerate:
-            if item not in TOLERATIONS:
-                raise Invalid(
-                    "tolerate", f"unknown toleration {item!r}; use one of {', '.join(TOLERATIONS)}"
-                )
-        for advisory in self.ignore_advisories:
-            if advisory == "*":
-                if "debug-mode" not in self.tolerate:
-                    raise Invalid(
-                        "ignore_advisories",
-                        "ignore_advisories '*' is allowed only with debug-mode tolerated",
-                    )
-            elif not _ADVISORY_RE.fullmatch(advisory):
-                raise Invalid(
-                    "ignore_advisories",
-                    f"invalid advisory {advisory!r}: expected INTEL-SA-NNNNN or '*'",
-                )
-
-
-@dataclass(frozen=True)
-class Security:
-    attestation: AttestationSecurity = field(default_factory=AttestationSecurity)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""Access policy and ``security:`` of a session (part of the typed model).
+
+Like the rest of :mod:`cloister.policy._model`, every class validates on
+construction and raises :class:`~cloister.policy._model_base.Invalid` naming
+the field and the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from cloister.policy._model_base import HEX64_RE, Invalid
+
+SPECIAL_ENTRIES = ("CREATOR", "ANY", "NONE")
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Entries are ``CREATOR``/``ANY``/``NONE``, key hashes, PEM certificates or references.
+
+    Invariant: ``ANY`` and ``NONE`` stand alone in their list.
+    """
+
+    read: tuple[str, ...] = ("CREATOR",)
+    update: tuple[str, ...] = ("CREATOR",)
+    create_sessions: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for key, entries in (
+            ("read", self.read),
+            ("update", self.update),
+            ("create_sessions", self.create_sessions or ()),
+        ):
+            for alone in ("ANY", "NONE"):
+                if alone in entries and len(entries) > 1:
+                    raise Invalid(key, f"access_policy.{key}: {alone} must be the only entry")
+            if not entries and key != "create_sessions":
+                raise Invalid(key, f"access_policy.{key} is empty: write NONE to allow nobody")
+
+    @property
+    def effective_create_sessions(self) -> tuple[str, ...]:
+        """``create_sessions`` defaults to the ``update`` list (SCONE 0.3.5)."""
+        return self.update if self.create_sessions is None else self.create_sessions
+
+
+TOLERATIONS = (
+    "debug-mode",
+    "hyperthreading",
+    "insecure-igpu",
+    "software-hardening-needed",
+    "aepic-leak",
+    "insecure-configuration",
+    "outdated-tcb",
+    "maa-managed-tcb",
+)
+ATTESTATION_MODES = ("hardware", "none", "maa")
+_ADVISORY_RE = re.compile(r"INTEL-SA-\d{5}")
+
+
+@dataclass(frozen=True)
+class AttestationSecurity:
+    """``security.attestation``.  ``tpm_pcrs`` (a cloister extension) pins SHA-256 PCR values
+    that hardware evidence must carry: ``((index, 64 hex), …)`` sorted by index."""
+
+    mode: str = "hardware"
+    tolerate: frozenset[str] = frozenset()
+    ignore_advisories: tuple[str, ...] = ()
+    tpm_pcrs: tuple[tuple[int, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for index, value in self.tpm_pcrs:
+            if not 0 <= index <= 23:
+                raise Invalid("tpm_pcrs", f"PCR index {index} is not in 0..23")
+            if not HEX64_RE.fullmatch(value):
+                raise Invalid(
+                    "tpm_pcrs", f"PCR {index} value {value!r} is not 64 hex digits (a SHA-256 PCR)"
+                )
+        if self.mode not in ATTESTATION_MODES:
+            raise Invalid(
+                "mode",
+                f"unknown attestation mode {self.mode!r}; use one of "
+                f"{', '.join(ATTESTATION_MODES)}",
+            )
+        for item in self.tolerate:
+            if item not in TOLERATIONS:
+                raise Invalid(
+                    "tolerate", f"unknown toleration {item!r}; use one of {', '.join(TOLERATIONS)}"
+                )
+        for advisory in self.ignore_advisories:
+            if advisory == "*":
+                if "debug-mode" not in self.tolerate:
+                    raise Invalid(
+                        "ignore_advisories",
+                        "ignore_advisories '*' is allowed only with debug-mode tolerated",
+                    )
+            elif not _ADVISORY_RE.fullmatch(advisory):
+                raise Invalid(
+                    "ignore_advisories",
+                    f"invalid advisory {advisory!r}: expected INTEL-SA-NNNNN or '*'",
+                )
+
+
+@dataclass(frozen=True)
+class Security:
+    attestation: AttestationSecurity = field(default_factory=AttestationSecurity)

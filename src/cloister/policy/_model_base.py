@@ -1,0 +1,68 @@
+"""Shared pieces of the session model: the validation error and value checks."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+
+class Invalid(ValueError):
+    """A value is invalid; ``field`` names the key it came from (for the error's location)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+NAME_RE = re.compile(r"[A-Za-z0-9_\-.~]{1,128}")
+HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
+HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
+ENV_NAME_RE = re.compile(r"(@@)?[A-Za-z_][A-Za-z0-9_]*")
+REFERENCE_ONLY_RE = re.compile(r"\$\$SCONE::[^$]+\$\$")
+
+
+def check_session_name(value: str, field_name: str = "name") -> str:
+    """A session name: ``/``-separated segments of ``[A-Za-z0-9_-.~]{1,128}``."""
+    segments = value.split("/")
+    if not value or any(not NAME_RE.fullmatch(s) or s in (".", "..") for s in segments):
+        raise Invalid(
+            field_name,
+            f"invalid session name {value!r}: use 1-128 of A-Z a-z 0-9 _ - . ~, "
+            "with / between namespace segments",
+        )
+    return value
+
+
+def check_name(value: str, what: str, field_name: str = "name") -> str:
+    if not NAME_RE.fullmatch(value):
+        raise Invalid(
+            field_name, f"invalid {what} name {value!r}: use 1-128 of A-Z a-z 0-9 _ - . ~"
+        )
+    return value
+
+
+def check_absolute_path(value: str, field_name: str) -> str:
+    """An absolute, normalized POSIX path: no ``..``, ``.``, ``//`` or trailing ``/``."""
+    if "\0" in value:
+        raise Invalid(field_name, f"path {value!r} contains a NUL byte")
+    if not value.startswith("/"):
+        raise Invalid(field_name, f"path {value!r} is relative: use an absolute path")
+    if ".." in value.split("/"):
+        raise Invalid(field_name, f"path {value!r} contains '..': use a normalized path")
+    if value != "/" and posixpath.normpath(value) != value:
+        raise Invalid(
+            field_name,
+            f"path {value!r} is not normalized: write {posixpath.normpath(value)!r}",
+        )
+    return value
+
+
+def hex_or_reference(value: str, pattern: re.Pattern[str], what: str, field_name: str) -> str:
+    if pattern.fullmatch(value) or REFERENCE_ONLY_RE.fullmatch(value):
+        return value.lower() if pattern.fullmatch(value) else value
+    raise Invalid(field_name, f"invalid {what} {value!r}: expected {_hex_len(pattern)} hex digits")
+
+
+def _hex_len(pattern: re.Pattern[str]) -> int:
+    return 64 if pattern is HEX64_RE else 32
