@@ -26,6 +26,15 @@ _CODES = {
 class JSONErrorRequest(server.HTTPRequest):
     """cheroot's request, answering its own errors (status >= 400) in JSON."""
 
+    def read_request_line(self) -> bool:
+        # cheroot catches only UnicodeError from urlsplit; "//[" raises ValueError
+        # ("Invalid IPv6 URL"), which became a 500 and a traceback in the log
+        try:
+            return bool(super().read_request_line())  # type: ignore[no-untyped-call]
+        except ValueError:
+            self.simple_response("400 Bad Request", "Malformed Request-URI")
+            return False
+
     def simple_response(self, status: Any, msg: Any = "") -> None:
         status = str(status)
         number = int(status[:3])
