@@ -219,7 +219,8 @@ def test_requests_cheroot_rejects_itself_get_json_errors(cas: CAS, user: Identit
     """Found by the route fuzz: a ``#fragment`` got cheroot's text/plain 400, not JSON."""
     client = Client(cas, user)
     try:
-        for path in ("/#0", "/healthz#x", "/v1/sessions/a#b"):
+        # "//[": urlsplit raised ValueError, which cheroot answered with a 500
+        for path in ("/#0", "/healthz#x", "/v1/sessions/a#b", "//["):
             status, data = client.request("GET", path, None)
             assert status == 400
             assert json_error(status, data)["code"] == "bad_request"
