@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
 from collections.abc import Mapping, Sequence
 
 from cloister import errors, fspf
@@ -68,6 +69,8 @@ def _check_kind(config: LaunchConfig, native: str | None) -> None:
 def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
     """Attest and launch; returns the Python program's exit status (native: never returns)."""
     settings = settings or RunSettings.from_env()
+    # a core file would put the released secrets on disk; the limit holds across exec
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     host_env = dict(os.environ)
     config, native, timings = attest_and_fetch(settings, command, host_env)
     _log.debug(
