@@ -28,6 +28,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## the benchmark suite (a few minutes; `$(BIN)/python -m bench --quick` for about one)
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 

@@ -139,7 +139,7 @@ def run(ctx: Context) -> list[Figure]:
         Figure(SECTION, "attestation latency p99", "ms",
                subject=absolute(SECTION, "", "", [_p99(attest_ms)]).subject,
                target_on="value"),
-        compared(SECTION, "in-process issuance (secrets.generate)", "cert/s", issue_rate,
+        compared(SECTION, "in-process issuance: certificates (secrets.generate)", "/s", issue_rate,
                  openssl_rate, sig, target=Target(">=", 0.30),
                  note="certificates per second from cloister.secrets.generate of the same "
                       "secrets (each certificate also needs its P-256 key generated)"),

@@ -36,6 +36,8 @@ from cloister import fspf
 SECTION = "import"
 PACKAGES = ("flask", "werkzeug", "jinja2", "click", "itsdangerous", "markupsafe", "blinker",
             "redis")
+#: seconds (full, --quick): a peer tool's cold import taking longer is reported, not repeated
+PEER_BUDGET = (45.0, 15.0)
 PROBE = str(Path(__file__).with_name("_import_probe.py"))
 APP = Path(__file__).resolve().parent.parent / "examples" / "patients" / "rest_api.py"
 
@@ -61,11 +63,12 @@ def build_tree(dest: Path, *, extensions: bool = True) -> list[str]:
     return modules
 
 
-def _probe(python: str, request: dict[str, object]) -> tuple[dict[str, float], float]:
+def _probe(python: str, request: dict[str, object],
+           timeout: float = 300) -> tuple[dict[str, float], float]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     started = time.perf_counter()
     done = subprocess.run([python, "-I", "-S", PROBE], input=json.dumps(request),
-                          check=False, capture_output=True, text=True, timeout=300, env=env)
+                          check=False, capture_output=True, text=True, timeout=timeout, env=env)
     wall = time.perf_counter() - started
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -114,11 +117,13 @@ def run(ctx: Context) -> list[Figure]:
         variants, modules = _prepare(ctx, work, extensions=True)
     except RuntimeError as err:
         ctx.say(f"import: with C extensions: {err}; again without them")
-        notes["ext"] = (f"C extensions left out of every variant (markupsafe runs its pure-Python "
-                        f"code): the sealed import of them failed: {str(err)[-160:]}")
+        notes["ext"] = ("C extensions left out of every variant (markupsafe runs its pure-Python "
+                        "code): the sealed import of them failed: "
+                        f"{str(err).splitlines()[-1][-160:]}")
         variants, modules = _prepare(ctx, work, extensions=False)
     src = work / "src"
     peers = _peers.ensure(ctx.say)
+    budget = PEER_BUDGET[1] if ctx.quick else PEER_BUDGET[0]
     for tool, protect in (("pyconcrete", _peers.protect_pyconcrete),
                           ("sourcedefender", _peers.protect_sourcedefender)):
         if not peers.ok(tool):
@@ -129,9 +134,13 @@ def run(ctx: Context) -> list[Figure]:
             assert peers.python is not None
             request: dict[str, object] = {"mode": tool, "tree": str(work / tool),
                                           "modules": modules, "after": peers.site}
-            _probe(str(peers.python), request)
+            _probe(str(peers.python), request, timeout=budget)
+        except subprocess.TimeoutExpired:
+            notes[tool] = (f"installed, but one cold import of the tree did not finish within "
+                           f"{budget:.0f} s here")
+            continue
         except (subprocess.SubprocessError, OSError, RuntimeError) as err:
-            notes[tool] = f"installed, but did not run here: {str(err)[-200:]}"
+            notes[tool] = f"installed, but did not run here: {str(err).splitlines()[-1][-200:]}"
             continue
         variants[tool] = (str(peers.python), request)
     rounds = ctx.pick(9, 3)
