@@ -116,7 +116,7 @@ def run(ctx: Context) -> list[Figure]:
     try:
         variants, modules = _prepare(ctx, work, extensions=True)
     except RuntimeError as err:
-        ctx.say(f"import: with C extensions: {err}; again without them")
+        ctx.say(f"import: with C extensions: {str(err).splitlines()[-1]}; again without them")
         notes["ext"] = ("C extensions left out of every variant (markupsafe runs its pure-Python "
                         "code): the sealed import of them failed: "
                         f"{str(err).splitlines()[-1][-160:]}")
