@@ -146,8 +146,8 @@ def write_chart(path: str, figures: Sequence[Figure]) -> str | None:
     ax.set_yticks(ys, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("ratio to the baseline measured in the same run (log scale; "
-                  "black tick = target; green holds, red does not, grey no target)")
+    ax.set_xlabel("ratio to the baseline measured in the same run (log scale)\n"
+                  "black tick = target; green holds, red does not, grey has no target")
     ax.set_title("cloister benchmark: median paired ratio, bars = min-max over rounds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
