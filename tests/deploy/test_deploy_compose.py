@@ -62,11 +62,17 @@ def test_compose_model(project: Path) -> None:
     assert "secrets" not in api and "secrets" not in redis
 
 
-def test_compose_without_session_names_is_rejected(project: Path) -> None:
-    (project / ".env").write_text("API_PORT=4996\n")
+@pytest.mark.parametrize(("given", "missing"), [
+    ("REDIS_SESSION=r", "FLASK_SESSION"),
+    ("FLASK_SESSION=f", "REDIS_SESSION"),
+])
+def test_compose_without_session_names_is_rejected(project: Path, given: str,
+                                                   missing: str) -> None:
+    # one missing name at a time: Compose reports the first it meets, in no fixed order
+    (project / ".env").write_text(f"API_PORT=4996\n{given}\n")
     done = compose(project, "config", "-q")
     assert done.returncode != 0
-    assert "FLASK_SESSION" in done.stderr
+    assert f"required variable {missing} is missing a value" in done.stderr
 
 
 def test_broken_compose_file_is_rejected(project: Path) -> None:
