@@ -151,13 +151,14 @@ class _MemfdExtensionLoader(importlib.abc.Loader):
 
     def __init__(self, finder: TreeFinder, fullname: str, logical: str) -> None:
         self._finder, self._fullname, self._logical = finder, fullname, logical
+        self._inner: importlib.machinery.ExtensionFileLoader | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         fd = os.memfd_create(os.path.basename(self._logical), os.MFD_CLOEXEC)
         try:
             os.write(fd, self._finder.tree.read(self._logical))
             proc = f"/proc/self/fd/{fd}"
-            inner = importlib.machinery.ExtensionFileLoader(self._fullname, proc)
+            inner = self._inner = importlib.machinery.ExtensionFileLoader(self._fullname, proc)
             inner_spec = importlib.util.spec_from_file_location(self._fullname, proc, loader=inner)
             assert inner_spec is not None
             module = inner.create_module(inner_spec)
@@ -167,7 +168,8 @@ class _MemfdExtensionLoader(importlib.abc.Loader):
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
-        importlib.machinery.ExtensionFileLoader.exec_module(None, module)  # type: ignore[arg-type]
+        assert self._inner is not None, "create_module runs first"
+        self._inner.exec_module(module)
 
 
 def _fix_filename(code: types.CodeType, path: str) -> types.CodeType:
