@@ -20,6 +20,9 @@ hardware-rooted, so it needs no toleration, but the measurement is still
 asserted by the LAS unless PCRs the policy pins cover it.
 """
 
+import importlib
+from typing import Any
+
 from cloister.attest._evidence import (
     FORMAT,
     SIMULATION,
@@ -29,7 +32,6 @@ from cloister.attest._evidence import (
     platform_id,
     report_data,
 )
-from cloister.attest._las import DEFAULT_LISTEN, LasServer, make_server
 from cloister.attest._las_client import LasClient, default_las_address
 from cloister.attest._measure import is_python_interpreter, measure
 from cloister.attest._seal import (
@@ -39,11 +41,28 @@ from cloister.attest._seal import (
     seal_to,
 )
 from cloister.attest._tpm_format import TPM, qualifying_data
-from cloister.attest._tpm_quoter import DEFAULT_PCRS, TpmQuoter, parse_pcrs
 from cloister.attest._tpm_verify import TpmVerifier
 from cloister.attest._verify import VERIFIERS, SimulationVerifier, VerifiedClaims, Verifier
 
 VERIFIERS[TPM] = TpmVerifier()
+
+#: the LAS server and the TPM quoter are imported on first use: ``cloister run`` needs
+#: neither, and its start-up time is the service's (http.server, tpm2-pytss)
+_LAZY = {
+    "DEFAULT_LISTEN": "cloister.attest._las",
+    "LasServer": "cloister.attest._las",
+    "make_server": "cloister.attest._las",
+    "DEFAULT_PCRS": "cloister.attest._tpm_quoter",
+    "TpmQuoter": "cloister.attest._tpm_quoter",
+    "parse_pcrs": "cloister.attest._tpm_quoter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloister.attest' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "DEFAULT_LISTEN",

@@ -54,11 +54,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloister import errors
 from cloister.attest import _evidence
+from cloister.attest._las_client import DEFAULT_PORT
 from cloister.attest._tpm_quoter import DEFAULT_PCRS, TpmQuoter
 
 log = logging.getLogger("cloister.las")
 
-DEFAULT_PORT = 18766
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 KEY_FILE = "platform-key.pem"
 _MAX_BODY = 4096

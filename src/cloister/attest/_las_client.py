@@ -10,7 +10,9 @@ import os
 from typing import Any
 
 from cloister import errors
-from cloister.attest._las import DEFAULT_PORT
+
+#: the LAS's port (SCONE's too); defined here so clients need not import the server
+DEFAULT_PORT = 18766
 
 _TIMEOUT = 10.0
 

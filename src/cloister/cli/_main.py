@@ -16,8 +16,24 @@ COMMAND_MODULES: tuple[str, ...] = (
     "_session", "_measure", "_las", "_cas", "_fspf", "_run", "_values", "_demo", "_transform",
 )
 
+#: the module that registers each top-level command, so that one command's start-up
+#: does not pay for importing every other (``cloister run`` starts the workload)
+COMMAND_OWNERS: dict[str, str] = {
+    "session": "_session", "measure": "_measure", "las": "_las", "cas": "_cas",
+    "fspf": "_fspf", "seal": "_fspf", "run": "_run", "values": "_values", "demo": "_demo",
+    "transform": "_transform",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _modules_for(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """Only the owner of the command in ``argv`` when it is known, else every module."""
+    first = next((a for a in argv or () if not a.startswith("-")), None)
+    owner = COMMAND_OWNERS.get(first or "")
+    return (owner,) if owner is not None else COMMAND_MODULES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (all commands when ``argv`` is None or names none)."""
     parser = argparse.ArgumentParser(
         prog="cloister",
         description="Run unmodified Python services confidentially.",
@@ -27,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show debug logs and tracebacks"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         module = importlib.import_module(f"cloister.cli.{name}")
         module.register(subparsers)
     return parser
@@ -53,7 +69,8 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:

@@ -13,18 +13,23 @@ Public API: :func:`seal`, :class:`SealResult`, :class:`ProtectedTree`,
 :func:`add_files`, :func:`encrypt`, :func:`tag`, :func:`describe`.
 """
 
-from cloister.fspf._build import (
-    SealResult,
-    add_files,
-    add_region,
-    create,
-    describe,
-    encrypt,
-    seal,
-    tag,
-)
+import importlib
+from typing import Any
+
 from cloister.fspf._importer import TreeFinder, install_importer, run_main, uninstall_importer
 from cloister.fspf._tree import FileInfo, ProtectedTree
+
+#: the sealing tools are imported on first use: ``cloister run`` only reads trees
+_BUILD_NAMES = frozenset({
+    "SealResult", "add_files", "add_region", "create", "describe", "encrypt", "seal", "tag",
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUILD_NAMES:
+        return getattr(importlib.import_module("cloister.fspf._build"), name)
+    raise AttributeError(f"module 'cloister.fspf' has no attribute {name!r}")
+
 
 __all__ = [
     "FileInfo",

@@ -14,9 +14,6 @@ import json
 import ssl
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from cloister import errors
 
 TIMEOUT = 10.0
@@ -26,21 +23,21 @@ class Unreachable(errors.CASClientError):
     """The CAS could not be reached at all (worth retrying)."""
 
 
-def _pinned_der(pem: str) -> bytes:
+def _context(pinned_pem: str) -> ssl.SSLContext:
     try:
-        return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
-    except ValueError:
+        context = ssl.create_default_context(cadata=pinned_pem)
+    except (ssl.SSLError, ValueError):
         raise errors.ConfigError(
-            "the pinned CAS certificate is not a valid PEM certificate"
+            "the pinned CAS certificate (CLOISTER_CAS_CERT) is not a valid PEM certificate"
         ) from None
+    context.check_hostname = False  # identity is the pinned certificate itself
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def post_json(host: str, port: int, path: str, body: dict[str, Any], pinned_pem: str) -> Any:
     """POST ``body`` and return the decoded JSON answer; error answers raise by status."""
-    _pinned_der(pinned_pem)  # a clear error for a bad pin file, before any network I/O
-    context = ssl.create_default_context(cadata=pinned_pem)
-    context.check_hostname = False  # identity is the pinned certificate itself, checked below
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = _context(pinned_pem)  # a clear error for a bad pin, before any network I/O
     conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
     where = f"CAS at {host}:{port}"
     try:

@@ -1,0 +1,41 @@
+"""The root parser: every command has an owner module, and a known command loads only it."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from cloister.cli import _main
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return set(action.choices)
+
+
+def test_every_command_has_the_owner_that_registers_it() -> None:
+    assert _commands(_main.build_parser()) == set(_main.COMMAND_OWNERS)
+    for command, owner in _main.COMMAND_OWNERS.items():
+        assert command in _commands(_main.build_parser([command]))
+        assert owner in _main.COMMAND_MODULES
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["nonsense"], ["-v"]])
+def test_unknown_or_no_command_registers_everything(argv: list[str]) -> None:
+    assert _commands(_main.build_parser(argv)) == set(_main.COMMAND_OWNERS)
+
+
+def test_run_does_not_import_the_servers_or_tools() -> None:
+    code = (
+        "import sys\nfrom cloister.cli import _main\n_main.build_parser(['run'])\n"
+        "import cloister.runtime\n"
+        "heavy = [m for m in ('cloister.cas._server', 'cloister.demo', 'cloister.transform', "
+        "'cloister.fspf._build', 'cloister.attest._las', 'http.server', 'yaml', 'cheroot') "
+        "if m in sys.modules]\nprint(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
