@@ -10,6 +10,14 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@# TPM support builds against libtss2 (Debian: libtss2-dev); without it the TPM tests
+	@# are skipped with their reason
+	@if pkg-config --exists tss2-esys 2>/dev/null; then \
+	  $(BIN)/python -m pip install --quiet -e '.[test,tpm]'; \
+	else \
+	  echo "note: libtss2-dev missing, TPM tests will be skipped" \
+	       "(apt-get install libtss2-dev pkg-config swtpm swtpm-tools tpm2-tools)"; \
+	fi
 	@touch $(STAMP)
 
 ## the whole test suite (fast subset of the fault suite), plus lint and types
