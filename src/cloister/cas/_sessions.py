@@ -36,7 +36,11 @@ from cloister.cas._audit import AuditLog
 from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller
 from cloister.cas.store import SessionRecord, Store
-from cloister.policy import Session, load_session
+from cloister.policy import Secret, Session, load_session
+
+
+def _creator_of(record: SessionRecord) -> Caller:
+    return Caller(key_hash=record.creator_key_hash, cert_pem=record.creator_cert_pem)
 
 
 def _load(text: str) -> Session:
@@ -137,7 +141,7 @@ class SessionService:
                 self.parsed(parent).access_policy.effective_create_sessions, caller,
                 parent.creator_key_hash, action="create_sessions", session=parent_name,
             )
-        imported = self._resolve_imports(session)
+        imported = self._resolve_imports(session, caller)
         secrets = self.engine.generate(
             session, imported=imported, previous=None, previous_values={}
         )
@@ -162,7 +166,7 @@ class SessionService:
                 f"is not the current hash {current.hash}",
                 details=["read the session again and base the update on its current hash"],
             )
-        imported = self._resolve_imports(session)
+        imported = self._resolve_imports(session, _creator_of(current))
         secrets = self.engine.generate(
             session, imported=imported, previous=old,
             previous_values=self.store.secrets(current.name, current.hash),
@@ -177,8 +181,17 @@ class SessionService:
 
     # --- imports --------------------------------------------------------------
 
-    def _resolve_imports(self, session: Session) -> dict[str, bytes]:
-        """Imported material keyed by the importing secret's name; every problem at once."""
+    def _resolve_imports(self, session: Session, importer: Caller) -> dict[str, bytes]:
+        """Imported material keyed by the importing secret's name; every problem at once.
+
+        ``importer`` is the importing session's creator.  An export admits an
+        importer only if the export names its session (or namespace) and
+        either pins the importer's ``session_hash`` or the importer's creator
+        is the exporter's creator or in its ``update`` list: an export to a
+        session that does not exist yet cannot be claimed by whoever creates
+        that name first.  A certificate brings its private key only when the
+        key is exported to the importer by the same rule.
+        """
         resolved: dict[str, bytes] = {}
         problems: list[str] = []
         for secret in session.secrets:
@@ -193,11 +206,11 @@ class SessionService:
                 continue
             exporter = self.parsed(record)
             exported = exporter.secret(src.secret)
-            if exported is None or not any(
-                t.admits(session.name) and t.session_hash in (None, session.digest)
-                for t in exported.export
-            ):
-                problems.append(f"{where}, which does not export it to {session.name!r}")
+            if exported is None or not self._exports_to(exported, session, importer, record):
+                problems.append(
+                    f"{where}, which does not export it to {session.name!r} (an export to a "
+                    "session of another owner must pin its session_hash)"
+                )
                 continue
             values = self.store.secrets(record.name, record.hash)
             material = values.get(src.secret)
@@ -212,14 +225,28 @@ class SessionService:
                 continue
             key_name = exported.private_key
             key_secret = exporter.secret(key_name) if key_name else None
-            with_key = key_secret is not None and any(
-                t.admits(session.name) for t in key_secret.export
+            with_key = key_secret is not None and self._exports_to(
+                key_secret, session, importer, record
             )
             resolved[secret.name] = self.engine.for_import(material, with_key=with_key)
         if problems:
             first, *rest = problems
             raise errors.SecretError(first, details=rest)
         return resolved
+
+    def _exports_to(
+        self, exported: Secret, session: Session, importer: Caller, exporter: SessionRecord
+    ) -> bool:
+        """Whether ``exported`` (of ``exporter``) may be imported by ``session`` (rule above)."""
+        trusted_owner = importer.key_hash == exporter.creator_key_hash or _access.is_allowed(
+            self.parsed(exporter).access_policy.update, importer, exporter.creator_key_hash
+        )
+        return any(
+            target.admits(session.name)
+            and target.session_hash in (None, session.digest)
+            and (target.session_hash is not None or trusted_owner)
+            for target in exported.export
+        )
 
     # --- reads ----------------------------------------------------------------
 
@@ -276,5 +303,5 @@ class SessionService:
         session = self.parsed(current)
         values = self.store.secrets(current.name, current.hash)
         if any(s.import_ is not None for s in session.secrets):
-            values.update(self._resolve_imports(session))
+            values.update(self._resolve_imports(session, _creator_of(current)))
         return session, values

@@ -186,7 +186,9 @@ def _exports(r: Reader, node: Node | None, where: str) -> tuple[ExportTarget, ..
         fields = r.mapping(item, EXPORT_KEYS, f"{where}.export")
         if fields is None:
             continue
-        values = {k: r.string(e.node, f"{where}.export.{k}") for k, e in fields.items()}
+        values = {
+            k: r.string(e.node, f"{where}.export.{k}", coerce=True) for k, e in fields.items()
+        }
         built = r.build(lambda v=values: ExportTarget(**v), fields, item.mark)  # type: ignore[misc]
         targets += [built] if built else []
     return tuple(targets)

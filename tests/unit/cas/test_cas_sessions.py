@@ -13,6 +13,7 @@ from cloister.cas import AuditLog, Caller, SqliteStore
 from cloister.cas._engine_secrets import SecretsEngine
 from cloister.cas._keys import Sealer
 from cloister.cas._sessions import SessionService
+from cloister.policy import load_session
 from cloister.secrets import SecretValue
 
 ALICE = Caller("a" * 64, "PEM-A")
@@ -98,3 +99,45 @@ def test_history_read_and_audit_never_holds_values(svc: SessionService, tmp_path
     entries = [json.loads(line) for line in log.splitlines()]
     assert {"time", "caller", "action", "session", "decision", "reason"} <= set(entries[0])
     assert [e["action"] for e in entries][:2] == ["create", "update"]
+
+
+MALLORY = Caller("f" * 64, "PEM-M")
+
+
+def test_export_to_a_name_cannot_be_claimed_by_another_owner(svc: SessionService) -> None:
+    """Alice exports to 'dst' before it exists; Mallory creating 'dst' first gets nothing."""
+    svc.write(EXPORTER.format(name="src", key_export="export: [{session: dst}]",
+                              target="session: dst"), ALICE)
+    with pytest.raises(errors.SecretError) as info:
+        svc.write(IMPORTER.format(name="dst", src="src"), MALLORY)
+    assert "must pin its session_hash" in info.value.message
+    # Alice's own importer is admitted
+    svc.write(IMPORTER.format(name="dst", src="src"), ALICE)
+    assert _released(svc, "dst", "their_ca").key_pem is not None
+
+
+def test_an_identity_in_the_exporters_update_list_may_import(svc: SessionService) -> None:
+    text = EXPORTER.format(name="src", key_export="", target="session: dst")
+    svc.write(text + f"access_policy:\n  update: [CREATOR, {'f' * 64}]\n", ALICE)
+    svc.write(IMPORTER.format(name="dst", src="src"), MALLORY)
+    assert _released(svc, "dst", "their_ca").cert_pem == _released(svc, "src", "ca").cert_pem
+
+
+def test_export_pinned_to_a_session_hash_admits_that_version_of_another_owner(
+    svc: SessionService,
+) -> None:
+    importer = IMPORTER.format(name="dst", src="src")
+    digest = load_session(importer).digest
+    svc.write(EXPORTER.format(name="src", key_export="",
+                              target=f"{{session: dst, session_hash: {digest}}}"), ALICE)
+    svc.write(importer, MALLORY)
+    assert _released(svc, "dst", "their_ca").key_pem is None
+
+
+def test_key_export_pinned_to_another_version_is_not_brought_along(svc: SessionService) -> None:
+    """The certificate is exported to 'dst'; its key only to another version of it."""
+    svc.write(EXPORTER.format(
+        name="src", key_export=f"export: [{{session: dst, session_hash: {'0' * 64}}}]",
+        target="session: dst"), ALICE)
+    svc.write(IMPORTER.format(name="dst", src="src"), ALICE)
+    assert _released(svc, "dst", "their_ca").key_pem is None
