@@ -108,3 +108,14 @@ def test_pinned_pcr_differing_from_the_quote_is_refused(plat: Platform, program:
     assert f"PCR sha256:0 is {actual}, security.attestation.tpm_pcrs requires {wanted}" \
         in done.stderr
     assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
+
+
+def test_tpm_evidence_for_a_service_without_platforms_is_refused(plat: Platform,
+                                                                 program: Path) -> None:
+    """Without an EK chain the AK is self-carried: only a platforms pin makes it count."""
+    text = session("tpm-unpinned", program, plat.las.platform_id())
+    plat.create(text.replace(f"    platforms: [{plat.las.platform_id()}]\n", ""))
+    done = plat.run("tpm-unpinned/app")
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert "tpm evidence is trusted only for a platform the policy pins" in done.stderr
+    assert not (program.parent / "ran").exists(), "the program ran despite a refusal"

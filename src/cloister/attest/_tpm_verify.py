@@ -109,6 +109,9 @@ class TpmVerifier:
             platform_id=claims["platform_id"],
             report_data=bytes.fromhex(claims["report_data"]),
             fspf_tag=claims["fspf_tag"],
+            # no EK certificate chain is verified: the AK is whatever key the evidence
+            # carries, so only a policy's platform pin makes it hardware-rooted
+            requires_platform_pin=True,
             pcrs=MappingProxyType(
                 {int(k): v for k, v in parts.pcrs.get("sha256", {}).items()}
             ),

@@ -56,6 +56,10 @@ class VerifiedClaims:
     needs_tolerations: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    #: True when nothing but the policy's ``platforms`` pin ties the signing key to real
+    #: hardware (a TPM quote without a verified EK chain): such evidence is refused
+    #: unless the service lists its platform
+    requires_platform_pin: bool = False
     #: authenticated SHA-256 PCR values (index → 64 hex) for evidence types that quote PCRs
     pcrs: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -16,7 +16,9 @@
    ``signer`` cannot match evidence that carries no signer, such as
    ``simulation``), PCR values pinned by ``security.attestation.tpm_pcrs``
    equal the authenticated ones (evidence without PCRs fails a pin), the
-   platform id is in ``platforms`` if any are listed,
+   platform id is in ``platforms`` if any are listed — and evidence whose key
+   only a pin vouches for (``requires_platform_pin``, e.g. TPM without an EK
+   chain) needs ``platforms`` listed,
    and the fspf tag equals ``fspf_tag`` when both the policy and the evidence
    carry one (evidence without a tag is allowed: the attested runtime then
    verifies the protected tree against the released ``fspf_tag`` itself).
@@ -164,6 +166,12 @@ def decide(
             reasons += _check_measurement(service, claims)
             platforms = tuple(p.lower() for p in service.platforms)
             reasons += _check_pcrs(attestation, claims)
+            if claims.requires_platform_pin and not platforms:
+                reasons.append(
+                    f"{claims.evidence_type} evidence is trusted only for a platform the policy "
+                    f"pins: list the attestation key {claims.platform_id} under platforms of "
+                    f"service {service.name} after checking it (cloister las enroll prints it)"
+                )
             if platforms and claims.platform_id not in platforms:
                 reasons.append(f"platform {claims.platform_id} not in {_listed(platforms)} "
                                f"of service {service.name}")

@@ -212,6 +212,30 @@ def test_plugged_in_hardware_type_needs_no_toleration() -> None:
                                "(known: simulation, tpm)"]
 
 
+def _pin_claims() -> VerifiedClaims:
+    return VerifiedClaims(evidence_type="tpm-test", measurement=M, platform_id="0d" * 32,
+                          report_data=b"", requires_platform_pin=True)
+
+
+def test_evidence_vouched_for_only_by_a_pin_needs_platforms() -> None:
+    """A self-carried key (TPM without EK chain) proves nothing unless the policy pins it."""
+    assert _tpm_decision(_TpmStub(_pin_claims())).reasons == [
+        f"tpm-test evidence is trusted only for a platform the policy pins: list the "
+        f"attestation key {'0d' * 32} under platforms of service api after checking it "
+        "(cloister las enroll prints it)"]
+
+
+def test_evidence_vouched_for_by_a_listed_pin_is_accepted() -> None:
+    evidence = canonical_json({"format": "cloister-evidence", "version": 1, "type": "tpm-test"})
+    decision = decide(
+        service=Service(name="api", attestation=(AttestationVariant(mrenclaves=(M,)),),
+                        platforms=("0d" * 32,)),
+        attestation=AttestationSecurity(), evidence=evidence, nonce=b"n", nonce_ok=True,
+        ephemeral_public_key=b"k", verifiers={**VERIFIERS, "tpm-test": _TpmStub(_pin_claims())},
+    )
+    assert decision.accepted, decision.reasons
+
+
 def test_crashing_plug_in_refuses() -> None:
     decision = _tpm_decision(_TpmStub(crash=True))
     assert decision.reasons == ["the tpm-test verifier failed on this evidence"]
