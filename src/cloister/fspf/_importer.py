@@ -172,6 +172,26 @@ class _MemfdExtensionLoader(importlib.abc.Loader):
         self._inner.exec_module(module)
 
 
+def _require_sealed_module(finder: TreeFinder, name: str) -> None:
+    """Refuse ``-m name`` unless the module (a package: its ``__main__``) is in the tree.
+
+    Otherwise a module of that name elsewhere on ``sys.path`` (the host's working
+    directory) would run with the released configuration.
+    """
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec(f"{name}.__main__")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not isinstance(spec.loader, TreeLoader | _MemfdExtensionLoader):
+        where = "not found" if spec is None else f"found outside it ({spec.origin})"
+        raise errors.IntegrityError(
+            f"module {name!r} is not in the protected tree {finder.tree.fspf_path}: {where}; "
+            "refusing to run it with the released configuration"
+        )
+
+
 def _fix_filename(code: types.CodeType, path: str) -> types.CodeType:
     """``code`` with ``co_filename`` set to ``path`` recursively (sealed under the logical path)."""
     if code.co_filename == path:
@@ -320,6 +340,7 @@ def run_main(
     if module:
         sys.argv = [path_or_module, *argv]
         sys.path.insert(0, os.getcwd())
+        _require_sealed_module(finder, path_or_module)
         runpy.run_module(path_or_module, run_name="__main__", alter_sys=True)
         return
     view = os.path.abspath(path_or_module)

@@ -31,6 +31,8 @@ HEADER_LEN = len(MAGIC) + 1
 PROTECTIONS = ("not-protected", "authenticated", "encrypted")
 DEFAULT_CHUNK = 64 * 1024
 
+_REAL_OPEN = os.open  # captured before the runtime's overlay patches os.open
+
 
 def normalize_region(path: str) -> str:
     """``/a/b`` → ``/a/b/``; ``/`` stays; refuses relative paths and ``..``."""
@@ -171,7 +173,7 @@ class Manifest:
 def read_raw(path: str) -> tuple[bytes, bytes]:
     """``(kind, body)`` of the protection file at ``path``."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # raw: bypasses any overlay
+        fd = _REAL_OPEN(path, os.O_RDONLY | os.O_CLOEXEC)  # raw: bypasses any overlay
         try:
             data = b""
             while chunk := os.read(fd, 1 << 20):

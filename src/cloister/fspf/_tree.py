@@ -25,6 +25,7 @@ from cloister.fspf._manifest import FileEntry, Manifest, Region
 CODE_SUFFIX = ".code"
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # the real calls, captured before any in-memory overlay patches ``os``
+_REAL_OPEN = os.open  # the runtime's overlay patches os.open; the tree reads the disk
 _REAL_STAT = os.stat
 _REAL_FSTAT = os.fstat
 _REAL_SCANDIR = os.scandir
@@ -185,7 +186,7 @@ class ProtectedTree:
         expected_host = size + count * overhead
         # raw os calls: this must not go through an installed in-memory overlay
         try:
-            fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
+            fd = _REAL_OPEN(host, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise errors.IntegrityError(
                 f"protected file {host} is missing (listed in {self.fspf_path})"

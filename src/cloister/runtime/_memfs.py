@@ -37,6 +37,7 @@ from cloister.fspf import ProtectedTree
 _REAL: dict[str, Any] = {
     "open": builtins.open,
     "io_open": io.open,
+    "os_open": os.open,
     "stat": os.stat,
     "lstat": os.lstat,
     "listdir": os.listdir,
@@ -96,6 +97,8 @@ class MemFS:
         except TypeError:
             return None
         full = os.path.normpath(os.path.abspath(name))
+        if full.startswith("//"):
+            full = "/" + full.lstrip("/")  # POSIX keeps "//x" distinct in normpath; Linux does not
         if full in self._files:
             data, mode = self._files[full]
             return _Hit("mem", full, data=data, mode=mode, size=len(data))
@@ -118,6 +121,19 @@ class MemFS:
                     f"{tree.fspf_path} (added after sealing?)"
                 )
         return None
+
+    def protects(self, path: Any) -> bool:
+        """True when ``path`` lies in a protected region of a tree (listed or not)."""
+        try:
+            full = os.path.normpath(os.path.abspath(os.fsdecode(os.fspath(path))))
+        except TypeError:
+            return False
+        full = "/" + full.lstrip("/")
+        for tree, root in self._trees:
+            logical = tree.to_logical(full, root)
+            if logical is not None and tree.covers(logical):
+                return True
+        return False
 
     def read_bytes(self, path: str) -> bytes | None:
         """The content of an overlaid file, or None when ``path`` is not overlaid."""
@@ -153,6 +169,7 @@ _ACTIVE: MemFS | None = None
 _TARGETS: dict[str, tuple[Any, str]] = {
     "open": (builtins, "open"),
     "io_open": (io, "open"),
+    "os_open": (os, "open"),
     "stat": (os, "stat"),
     "lstat": (os, "lstat"),
     "listdir": (os, "listdir"),
@@ -172,6 +189,7 @@ def _patched() -> dict[str, Any]:
     return {
         "open": _open,
         "io_open": _open,
+        "os_open": _os_open,
         "stat": _stat,
         "lstat": _lstat,
         "listdir": _listdir,
@@ -212,6 +230,8 @@ def _open(  # noqa: PLR0917 - the signature of builtins.open
 ) -> Any:
     hit = _hit(file)
     if hit is None:
+        if _WRITE_MODES & set(mode) and _ACTIVE is not None and _ACTIVE.protects(file):
+            raise _protected_write(file)
         return _REAL["io_open"](file, mode, buffering, encoding, errors, newline, closefd, opener)
     if _WRITE_MODES & set(mode):
         raise _read_only(hit)
@@ -228,6 +248,38 @@ def _open(  # noqa: PLR0917 - the signature of builtins.open
     text = io.TextIOWrapper(raw, enc, errors, newline)
     text.mode = mode  # type: ignore[misc]
     return text
+
+
+_OS_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _protected_write(path: Any) -> PermissionError:
+    return PermissionError(
+        errno.EACCES,
+        "file is in a region protected by cloister's file shield, which is read-only "
+        "(write elsewhere)",
+        os.fsdecode(os.fspath(path)),
+    )
+
+
+def _os_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+    """``os.open``: overlaid files come as a read-only memfd holding the verified bytes."""
+    if dir_fd is not None:
+        return int(_REAL["os_open"](path, flags, mode, dir_fd=dir_fd))
+    hit = _hit(path)
+    if hit is None:
+        if flags & _OS_WRITE_FLAGS and _ACTIVE is not None and _ACTIVE.protects(path):
+            raise _protected_write(path)
+        return int(_REAL["os_open"](path, flags, mode))
+    if flags & _OS_WRITE_FLAGS:
+        raise _read_only(hit)
+    if hit.kind == "dir":
+        return int(_REAL["os_open"](path, flags, mode))
+    data = hit.tree.read(hit.logical) if hit.tree is not None else hit.data
+    fd = os.memfd_create(os.path.basename(hit.path), os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _stat_result(hit: _Hit) -> os.stat_result:

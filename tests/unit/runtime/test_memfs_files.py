@@ -94,3 +94,39 @@ def test_paths_outside_the_overlay_are_untouched(overlay: MemFS, tmp_path: Path)
     with open(plain, "w") as fh:
         fh.write("ok")
     assert plain.read_text() == "ok" and os.stat(plain).st_size == 2
+
+
+def test_os_open_reads_the_verified_bytes_and_refuses_writes(
+    overlay: MemFS, sealed: tuple[fspf.ProtectedTree, Path]
+) -> None:
+    fd = os.open("/memfs-test-inject/secret.txt", os.O_RDONLY)
+    try:
+        assert os.read(fd, 100) == SECRET
+    finally:
+        os.close(fd)
+    cfg = sealed[1] / "conf" / "app.cfg"
+    fd = os.open(cfg, os.O_RDONLY)
+    try:
+        assert os.read(fd, 100) == b"setting = 1\n"  # plaintext, not the ciphertext on disk
+    finally:
+        os.close(fd)
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC):
+        with pytest.raises(PermissionError):
+            os.open(cfg, flags)
+
+
+def test_double_slash_paths_are_overlaid_too(overlay: MemFS) -> None:
+    with open("//memfs-test-inject/secret.txt", "rb") as fh:
+        assert fh.read() == SECRET
+
+
+def test_new_files_in_a_protected_region_are_refused(
+    overlay: MemFS, sealed: tuple[fspf.ProtectedTree, Path]
+) -> None:
+    """Writing a new file next to sealed code would put plaintext into the sealed tree."""
+    new = sealed[1] / "conf" / "written.json"
+    with pytest.raises(PermissionError, match="protected by cloister's file shield"):
+        open(new, "w").close()
+    with pytest.raises(PermissionError, match="protected by cloister's file shield"):
+        os.open(new, os.O_WRONLY | os.O_CREAT)
+    assert not new.exists()
