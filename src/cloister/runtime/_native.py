@@ -2,13 +2,20 @@
 
 A native program opens its files through the kernel, so they must exist in
 a filesystem; cloister only writes them where that filesystem is ``tmpfs``
-or ``ramfs`` (checked in ``/proc/self/mountinfo``) and refuses any other
-before writing a byte.  Files are created 0600 (then set to the policy's
-mode), parents 0700, never following a symbolic link.
+or ``ramfs`` and refuses any other before writing a byte.
+
+How a file is written, so that neither a symbolic link nor another local user
+can redirect or read it: the path is walked from ``/`` one directory at a
+time with ``O_DIRECTORY | O_NOFOLLOW`` (missing directories are created
+0700); the file's directory must be on a memory filesystem (its ``st_dev``
+against ``/proc/self/mountinfo``, checked on the open descriptor), owned by
+this user and writable by nobody else; the file is created afresh with
+``O_EXCL`` (any old one unlinked first), mode set before the content.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -70,16 +77,105 @@ def check_memory_backed(files: Sequence[InjectedFile], mountinfo: str | None = N
             )
 
 
-def write_files(files: Sequence[InjectedFile]) -> None:
-    for injected in files:
-        os.makedirs(os.path.dirname(injected.path), mode=0o700, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(injected.path, flags, 0o600)
-        try:
-            os.write(fd, injected.content)
-            os.fchmod(fd, injected.mode & 0o777)
-        finally:
+def memory_devices(mountinfo: str) -> set[int]:
+    """``st_dev`` numbers of the tmpfs/ramfs mounts of a ``mountinfo`` text."""
+    devices = set()
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if sep and right.split()[0] in MEMORY_FILESYSTEMS:
+            major, _, minor = left.split()[2].partition(":")
+            devices.add(os.makedev(int(major), int(minor)))
+    return devices
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _check_chain_link(fd: int, where: str, path: str) -> None:
+    """A directory on the way must be root's or ours, and others may write to it only
+    if it is sticky (/tmp, /dev/shm): then nobody else can rename what we put there."""
+    info = os.fstat(fd)
+    others_write = info.st_mode & 0o022
+    if info.st_uid not in (0, os.geteuid()) or (others_write and not info.st_mode & 0o1000):
+        raise errors.LaunchError(
+            f"refusing to write injected file {path}: {where} belongs to another user or "
+            "others may replace what is in it"
+        )
+
+
+def _open_parent(path: str) -> int:
+    """A descriptor of ``path``'s directory (symbolic links resolved first, then walked
+    from ``/`` without following any), created 0700 where missing."""
+    directory = os.path.realpath(os.path.dirname(path))
+    fd = os.open("/", _DIR_FLAGS)
+    walked = ""
+    try:
+        for part in directory.split("/")[1:]:
+            if part in ("", ".", ".."):
+                continue
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o700, dir_fd=fd)
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
+            fd = child
+            walked += "/" + part
+            _check_chain_link(fd, walked, path)
+    except OSError as err:
+        os.close(fd)
+        raise errors.LaunchError(
+            f"cannot reach the directory of injected file {path}: {err.strerror} "
+            "(did something replace a directory on the way?)"
+        ) from None
+    except errors.LaunchError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_directory(fd: int, path: str, devices: set[int]) -> None:
+    info = os.fstat(fd)
+    directory = os.path.dirname(path)
+    if info.st_dev not in devices:
+        raise errors.LaunchError(
+            f"refusing to write injected file {path}: {directory} is not on a memory "
+            f"filesystem (mount -t tmpfs -o mode=0700 tmpfs {directory})"
+        )
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise errors.LaunchError(
+            f"refusing to write injected file {path}: {directory} is not owned by this user or "
+            "is writable by others; inject into a directory of your own (it is created 0700)"
+        )
+
+
+def write_files(files: Sequence[InjectedFile], mountinfo: str | None = None) -> None:
+    """Write every injected file as the module docstring describes (LaunchError if unsafe)."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    devices = memory_devices(mountinfo)
+    for injected in files:
+        parent = _open_parent(injected.path)
+        try:
+            _check_directory(parent, injected.path, devices)
+            name = os.path.basename(injected.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=parent)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(name, flags, 0o600, dir_fd=parent)
+            try:
+                os.fchmod(fd, injected.mode & 0o777)
+                view = memoryview(injected.content)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise errors.LaunchError(
+                f"cannot write injected file {injected.path}: {err.strerror}"
+            ) from None
+        finally:
+            os.close(parent)
 
 
 def exec_native(config: LaunchConfig, program: str) -> None:
