@@ -82,6 +82,12 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
         timings.decision * 1e3,
     )
     if native is not None:
+        if config.fspf is not None:
+            raise errors.LaunchError(
+                f"service {config.session}/{config.service} names protected files "
+                f"({config.fspf.path}), which only Python programs can use: remove fspf_* "
+                "from a native service"
+            )
         exec_native(config, native)
     tree = open_tree(config)  # verified against the released tag before anything runs
     return run_python(config, tree)

@@ -51,14 +51,17 @@ class LaunchConfig:
         try:
             raw = json.loads(blob)
             return cls(
-                session=str(raw["session"]),
-                service=str(raw["service"]),
-                command=tuple(str(a) for a in raw["command"]),
-                environment={str(k): str(v) for k, v in raw["environment"].items()},
-                pwd=raw["pwd"],
+                session=_text(raw["session"]),
+                service=_text(raw["service"]),
+                command=tuple(_text(a) for a in _list(raw["command"])),
+                environment={_text(k): _text(v) for k, v in _dict(raw["environment"]).items()},
+                pwd=None if raw["pwd"] is None else _absolute(raw["pwd"]),
                 files=tuple(
-                    InjectedFile(f["path"], int(f["mode"]), base64.b64decode(f["content"]))
-                    for f in raw["files"]
+                    InjectedFile(
+                        _absolute(f["path"]), _mode(f["mode"]),
+                        base64.b64decode(_text(f["content"]), validate=True),
+                    )
+                    for f in map(_dict, _list(raw["files"]))
                 ),
                 fspf=_fspf(raw.get("fspf")),
             )
@@ -112,12 +115,44 @@ def _host_arg(arg: str, host_args: Sequence[str]) -> str:
     return host_args[index - 1]
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or "\0" in value:
+        raise TypeError("expected a string")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("expected an object")
+    return value
+
+
+def _absolute(value: Any) -> str:
+    path = _text(value)
+    if not path.startswith("/") or os.path.normpath(path) != path:
+        raise ValueError("expected an absolute, normalized path")
+    return path
+
+
+def _mode(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o7777:
+        raise ValueError("expected a file mode")
+    return value
+
+
 def _fspf(raw: Any) -> FspfConfig | None:
     if raw is None:
         return None
+    raw = _dict(raw)
     if raw.get("key") is None or raw.get("tag") is None:
         raise errors.LaunchError(
             f"the policy names protected files {raw.get('path')} but not both fspf_key and "
             "fspf_tag: add them to the service"
         )
-    return FspfConfig(os.path.normpath(raw["path"]), raw["key"], raw["tag"])
+    return FspfConfig(_absolute(raw["path"]), _text(raw["key"]), _text(raw["tag"]))
