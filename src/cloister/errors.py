@@ -113,6 +113,12 @@ class StoreFull(StoreError):
     code = "insufficient_storage"
 
 
+class Overloaded(Error):
+    """The service is at a protective limit right now; nothing was done; retry later."""
+
+    code = "overloaded"
+
+
 # --- attestation -----------------------------------------------------------
 
 

@@ -136,3 +136,23 @@ def test_native_program_on_tmpfs_runs_with_its_files(plat: Platform, tmp_path: P
         assert len(out.read_text()) == 20
     finally:
         shutil.rmtree(shm, ignore_errors=True)
+
+
+def test_attestation_inputs_that_do_not_resolve_are_a_refusal_without_the_secret(
+    plat: Platform,
+) -> None:
+    """fspf_tag taken from an ascii secret: a refusal naming no value, never a 500."""
+    text = SESSION.format(name="tag-from-secret", measurement=python_measurement(),
+                          command="python3 /nonexistent.py", inject="/tls/t")
+    text = text.replace("    image_name: img\n", "    image_name: img\n"
+                        "    fspf_path: /fspf/fs.pb\n    fspf_key: " + "0" * 64 + "\n"
+                        "    fspf_tag: $$SCONE::token$$\n")
+    plat.create(text)
+    key = public_key_bytes_of(generate_ephemeral_key())
+    nonce = bytes.fromhex(call(plat, "/v1/attest/nonce", {})["nonce"])
+    with pytest.raises(errors.AttestationError) as caught:
+        call(plat, "/v1/attest/config", request("tag-from-secret/app", nonce, key,
+                                                evidence_for(plat, nonce, key)))
+    assert "cannot be evaluated" in caught.value.message
+    audit = "".join(p.read_text() for p in plat.cas.state.glob("audit*"))
+    assert "platforms or fspf_tag do not resolve to hex" in audit

@@ -127,9 +127,14 @@ def test_all_reasons_at_once(plat: Platform, program: Path) -> None:
 
 
 def test_unknown_session_and_service_are_refused(plat: Platform, program: Path) -> None:
-    refused(plat, program, "no-such-session/app", "session 'no-such-session' does not exist")
+    # the anonymous caller learns only that the id is unknown; the audit log keeps why
+    refused(plat, program, "no-such-session/app",
+            "config id no-such-session/app is not known to this CAS")
     plat.create(session("has-app", program, python_measurement()))
-    refused(plat, program, "has-app/other", "has no service 'other' (services: app)")
+    refused(plat, program, "has-app/other", "config id has-app/other is not known to this CAS")
+    audit = "".join(p.read_text() for p in plat.cas.state.glob("audit*"))
+    assert "session 'no-such-session' does not exist" in audit
+    assert "session 'has-app' has no service 'other'" in audit
 
 
 def test_refusals_are_audited(plat: Platform, program: Path) -> None:

@@ -222,7 +222,7 @@ def test_same_policy_refuses_simulation_evidence() -> None:
 def test_ak_not_in_platforms_is_refused(honest: tuple[bytes, bytes, bytes, str]) -> None:
     evidence, nonce, key, platform = honest
     reasons = _decide(evidence, nonce, key, platforms=("00" * 32,)).reasons
-    assert len(reasons) == 1 and reasons[0].startswith(f"platform {platform} not in [")
+    assert len(reasons) == 1 and reasons[0].startswith(f"platform {platform} not in the ")
 
 
 def test_replayed_quote_for_an_old_nonce_is_refused(

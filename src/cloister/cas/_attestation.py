@@ -30,13 +30,14 @@ from cloister.attest import seal_to
 from cloister.cas._decide import decide
 from cloister.cas._http import Request, Response
 from cloister.cas._release import build_config, parse_config_id, resolve_service
+from cloister.policy._model import Invalid
 from cloister.secrets import SecretValue
 
 if TYPE_CHECKING:
     from cloister.cas._app import AppContext
 
 NONCE_TTL = 60.0
-#: outstanding nonces kept at most; beyond it the oldest are dropped (a flood costs memory)
+#: outstanding nonces kept at most; beyond it new ones are refused (503) until some expire
 MAX_NONCES = 10_000
 _EXTENSION = "attestation.nonces"
 
@@ -59,8 +60,11 @@ class NonceCache:
         now = time.monotonic()
         with self._lock:
             self._expire(now)
-            while len(self._issued) >= self._limit:
-                self._issued.pop(next(iter(self._issued)))
+            # refuse rather than evict: a flood must not cancel attestations in flight
+            if len(self._issued) >= self._limit:
+                raise errors.Overloaded(
+                    f"{self._limit} attestation nonces are outstanding; retry in a minute"
+                )
             self._issued[nonce] = now + self._ttl
         return nonce
 
@@ -122,24 +126,48 @@ def post_config(ctx: AppContext, req: Request) -> Response:
     # consume first: a nonce is spent by any attempt, so a refused one cannot be replayed
     nonce_ok = _nonces(ctx).consume(nonce)
     session_name, service_name = parse_config_id(config_id)
+    # an anonymous caller learns only that the id is unknown; the audit log keeps why
+    unknown = [f"config id {config_id} is not known to this CAS"]
     try:
         session, materials = ctx.sessions.released_values(session_name)
     except errors.NotFound:
         return _refuse(
-            ctx, config_id, session_name, [f"session {session_name!r} does not exist on this CAS"]
+            ctx,
+            config_id,
+            session_name,
+            unknown,
+            audit=[f"session {session_name!r} does not exist"],
         )
-    service = session.service(service_name)
-    if service is None:
-        known = ", ".join(s.name for s in session.services) or "none"
+    except errors.SecretError as err:
         return _refuse(
             ctx,
             config_id,
             session_name,
-            [f"session {session_name!r} has no service {service_name!r} (services: {known})"],
+            [f"the configuration of {config_id} cannot be released now (see the CAS audit log)"],
+            audit=err.lines(),
+        )
+    service = session.service(service_name)
+    if service is None:
+        return _refuse(
+            ctx,
+            config_id,
+            session_name,
+            unknown,
+            audit=[f"session {session_name!r} has no service {service_name!r}"],
         )
     values = {name: SecretValue.from_bytes(blob) for name, blob in materials.items()}
+    try:
+        resolved = resolve_service(session, service, values)
+    except (Invalid, errors.SecretError) as err:
+        return _refuse(
+            ctx,
+            config_id,
+            session_name,
+            [f"the attestation policy of {config_id} cannot be evaluated (see the CAS audit log)"],
+            audit=[f"platforms or fspf_tag do not resolve to hex: {err}"],
+        )
     decision = decide(
-        service=resolve_service(session, service, values),
+        service=resolved,
         attestation=session.security.attestation,
         evidence=evidence,
         nonce=nonce,
@@ -164,13 +192,21 @@ def post_config(ctx: AppContext, req: Request) -> Response:
     return Response.json(200, {"sealed_config": base64.b64encode(sealed).decode("ascii")})
 
 
-def _refuse(ctx: AppContext, config_id: str, session: str, reasons: list[str]) -> Response:
+def _refuse(
+    ctx: AppContext,
+    config_id: str,
+    session: str,
+    reasons: list[str],
+    *,
+    audit: list[str] | None = None,
+) -> Response:
+    """Audit (``audit``: the full story, default ``reasons``) and raise with ``reasons``."""
     ctx.audit.record(
         caller=None,
         action="attest",
         session=session,
         decision="deny",
-        reason="; ".join(reasons),
+        reason="; ".join(audit or reasons),
         config_id=config_id,
     )
     ctx.metrics.count_attestation("deny")

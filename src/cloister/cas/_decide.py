@@ -173,8 +173,9 @@ def decide(
                     f"service {service.name} after checking it (cloister las enroll prints it)"
                 )
             if platforms and claims.platform_id not in platforms:
-                reasons.append(f"platform {claims.platform_id} not in {_listed(platforms)} "
-                               f"of service {service.name}")
+                # the pins are not echoed: they may come from secrets ($$SCONE::…$$)
+                reasons.append(f"platform {claims.platform_id} not in the {len(platforms)} "
+                               f"platform(s) pinned by service {service.name}")
         # evidence without a tag: the measured runtime verifies the tree against the
         # released fspf_tag itself before running any of it (as SCONE's runtime does)
         if (
@@ -183,7 +184,7 @@ def decide(
             and claims.fspf_tag != service.fspf_tag.lower()
         ):
             reasons.append(f"evidence carries fspf tag {claims.fspf_tag}, service "
-                           f"{service.name} requires fspf_tag {service.fspf_tag}")
+                           f"{service.name} requires another fspf_tag (see its policy)")
 
         # (5) policy: security.attestation allows this evidence
         if not none_mode:

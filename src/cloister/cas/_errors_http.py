@@ -33,6 +33,7 @@ HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.AttestationError, 403),
     (errors.StoreFull, 507),
     (errors.StoreError, 503),
+    (errors.Overloaded, 503),
 )
 DEFAULT_STATUS = 500
 

@@ -19,6 +19,7 @@ EXIT_CODES: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.LaunchError, 6),
     (errors.SecretError, 7),
     (errors.StoreError, 8),
+    (errors.Overloaded, 5),
 )
 
 #: any other cloister error
