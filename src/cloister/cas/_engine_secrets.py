@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cloister.policy import Session
+from cloister.policy import Secret, Session
+from cloister.policy._model import volume_key_secret
 from cloister.secrets import SecretValue, generate
+
+
+def _with_volume_keys(session: Session) -> tuple[Secret, ...]:
+    """The session's secrets plus one 32-byte key per volume (kept across updates, as
+    binary secrets are)."""
+    return (*session.secrets, *(volume_key_secret(v) for v in session.volumes))
 
 
 class SecretsEngine:
@@ -22,13 +29,14 @@ class SecretsEngine:
         previous: Session | None,
         previous_values: Mapping[str, bytes],
     ) -> dict[str, bytes]:
+        specs = _with_volume_keys(session)
         values = generate(
-            session.secrets,
+            specs,
             existing={k: SecretValue.from_bytes(v) for k, v in previous_values.items()},
             imported={k: SecretValue.from_bytes(v) for k, v in imported.items()},
-            previous=previous.secrets if previous is not None else None,
+            previous=_with_volume_keys(previous) if previous is not None else None,
         )
-        own = {s.name for s in session.secrets if s.import_ is None}
+        own = {s.name for s in specs if s.import_ is None}
         return {name: value.to_bytes() for name, value in values.items() if name in own}
 
     def public_part(self, material: bytes) -> tuple[str, str]:

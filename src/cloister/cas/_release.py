@@ -4,7 +4,8 @@ Pure functions, no I/O.  The configuration is a JSON object:
 
 ``{"version": 1, "session": …, "service": …, "command": [argv…],
 "environment": {…}, "pwd": "/…" | null,
-"files": [{"path", "mode", "content": base64}], "fspf": {"path", "key", "tag"} | null}``
+"files": [{"path", "mode", "content": base64}], "fspf": {"path", "key", "tag"} | null,
+"volumes": [{"name", "path", "key": 64 hex}]}``
 
 Invariant: only the service's own command, environment, fspf key/tag and
 the injection files of its image are released; nothing else of the session.
@@ -19,6 +20,7 @@ from typing import Any
 
 from cloister import errors
 from cloister.policy import Secret, SecretKind, Service, Session, find_references
+from cloister.policy._model import VOLUME_KEY_PREFIX
 from cloister.secrets import SecretValue, render_bytes, render_text
 
 CONFIG_VERSION = 1
@@ -80,8 +82,13 @@ def build_config(
             if service.fspf_tag is None
             else render_text(service.fspf_tag, values, names),
         }
+    volumes = [
+        {"name": mount.name, "path": mount.path, "key": _volume_key(mount.name, values)}
+        for mount in (image.volumes if image else ())
+    ]
     return {
         "version": CONFIG_VERSION,
+        "volumes": volumes,
         "session": session.name,
         "service": service.name,
         "command": [render_text(arg, values, names) for arg in service.command],
@@ -90,6 +97,13 @@ def build_config(
         "files": files,
         "fspf": fspf,
     }
+
+
+def _volume_key(name: str, values: Mapping[str, SecretValue]) -> str:
+    value = values.get(VOLUME_KEY_PREFIX + name)
+    if value is None or value.data is None:
+        raise errors.SecretError(f"volume {name!r} has no key in the CAS: update the session")
+    return value.data.hex()
 
 
 def _names(session: Session) -> set[str]:

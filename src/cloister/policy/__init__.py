@@ -11,6 +11,7 @@ from cloister.policy._model import (
     AttestationVariant,
     ExportTarget,
     Image,
+    ImageVolume,
     ImportSource,
     InjectionFile,
     Secret,
@@ -20,6 +21,7 @@ from cloister.policy._model import (
     Session,
     Signer,
     SubjectAltNames,
+    Volume,
 )
 from cloister.policy._refs import Form, Reference, find_references, substitute
 from cloister.policy._summary import summarize
@@ -32,6 +34,7 @@ __all__ = [
     "ExportTarget",
     "Form",
     "Image",
+    "ImageVolume",
     "ImportSource",
     "InjectionFile",
     "Reference",
@@ -42,6 +45,7 @@ __all__ = [
     "Session",
     "Signer",
     "SubjectAltNames",
+    "Volume",
     "find_references",
     "load_session",
     "session_digest",

@@ -25,6 +25,7 @@ def check_session(reader: Reader, session: Session, root: Node) -> None:
     _check_key_links(reader, session, secret_nodes)
     _check_issuer_cycles(reader, session, secret_nodes)
     _check_images(reader, session, root)
+    _check_volumes(reader, session, root)
     _check_attestation_present(reader, session, root)
     _check_references(reader, session, root)
 
@@ -126,6 +127,20 @@ def _check_images(reader: Reader, session: Session, root: Node) -> None:
                 f"service {service.name!r} names image {service.image_name!r}, "
                 f"which is not defined (images: {known})",
             )
+
+
+def _check_volumes(reader: Reader, session: Session, root: Node) -> None:
+    _check_unique(reader, root, "volumes", "volume")
+    declared = {v.name for v in session.volumes}
+    images = _named_items(root, "images")
+    for image in session.images:
+        for mount in image.volumes:
+            if mount.name not in declared:
+                reader.error(
+                    images[image.name].mark if image.name in images else root.mark,
+                    f"image {image.name!r} mounts volume {mount.name!r}, which is not declared "
+                    "under the top-level 'volumes:'",
+                )
 
 
 def _check_attestation_present(reader: Reader, session: Session, root: Node) -> None:

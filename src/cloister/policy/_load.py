@@ -115,7 +115,7 @@ def _read_session(reader: Reader, root: Node) -> Session | None:
     images = _sections.images(reader, get(fields, "images"))
     secrets = _sections.secrets(reader, get(fields, "secrets"))
     security = _sections.security(reader, get(fields, "security"))
-    _sections.volumes(reader, get(fields, "volumes"))
+    volumes = _sections.volumes(reader, get(fields, "volumes"))
     if name is None:
         return None
     return Session(
@@ -129,6 +129,7 @@ def _read_session(reader: Reader, root: Node) -> Session | None:
         secrets=secrets,
         security=security or Security(),
         digest=session_digest(plain(root)),
+        volumes=volumes,
     )
 
 

@@ -325,10 +325,52 @@ class InjectionFile:
             raise Invalid("permission", f"permission {oct(self.permission)} is not a file mode")
 
 
+VOLUME_UPDATE_POLICIES = ("rollback_protected", "ephemeral", "no_rollback_protection")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A top-level ``volumes:`` entry: an encrypted directory whose key the CAS generates."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "volume")
+
+
+#: the CAS keeps each volume's key as a generated binary secret of this name
+VOLUME_KEY_PREFIX = "~volume."
+
+
+def volume_key_secret(volume: Volume) -> Secret:
+    """The (never exported) 32-byte secret that is ``volume``'s key."""
+    return Secret(name=VOLUME_KEY_PREFIX + volume.name, kind=SecretKind.BINARY, size=32)
+
+
+@dataclass(frozen=True)
+class ImageVolume:
+    """An image's ``volumes:`` entry: volume ``name`` mounted at ``path``."""
+
+    name: str
+    path: str
+    update_policy: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "volume")
+        check_absolute_path(self.path, "path")
+        if self.update_policy is not None and self.update_policy not in VOLUME_UPDATE_POLICIES:
+            raise Invalid(
+                "update_policy",
+                f"volume {self.name!r}: unknown update_policy {self.update_policy!r}; use one "
+                f"of {', '.join(VOLUME_UPDATE_POLICIES)}",
+            )
+
+
 @dataclass(frozen=True)
 class Image:
     name: str
     injection_files: tuple[InjectionFile, ...] = ()
+    volumes: tuple[ImageVolume, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name, "image")
@@ -353,6 +395,7 @@ class Session:
     secrets: tuple[Secret, ...]
     security: Security
     digest: str
+    volumes: tuple[Volume, ...] = ()
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)

@@ -14,6 +14,7 @@ from cloister.policy._model import (
     SecretKind,
     Security,
     SubjectAltNames,
+    Volume,
     parse_duration,
 )
 from cloister.policy._reader import Reader, get, is_null
@@ -256,9 +257,24 @@ def _pcr_pins(r: Reader, node: Node | None) -> tuple[tuple[int, str], ...]:
     return tuple(sorted(pins))
 
 
-def volumes(r: Reader, node: Node | None) -> None:
-    """``volumes:`` is checked for unknown keys; cloister does not serve volumes yet."""
+def volumes(r: Reader, node: Node | None) -> tuple[Volume, ...]:
+    """``volumes:``: names only; cloister generates each volume's key in the CAS."""
     if node is None or is_null(node):
-        return
+        return ()
+    found: list[Volume] = []
     for item in r.items(node, "volumes"):
-        r.mapping(item, VOLUME_KEYS, "a volume")
+        fields = r.mapping(item, VOLUME_KEYS, "a volume")
+        if fields is None:
+            continue
+        for key in ("fspf_key", "fspf_tag", "export", "import"):
+            if key in fields:
+                r.error(fields[key].key_mark, f"volume {key!r} is not supported by cloister: "
+                        "remove it (the CAS generates and keeps each volume's key)")
+        name_node = get(fields, "name")
+        name = None if name_node is None else r.string(name_node, "volume name")
+        if name_node is None:
+            r.error(item.mark, "a volume needs a 'name'")
+        if name is not None:
+            built = r.build(lambda n=name: Volume(n), fields, item.mark)  # type: ignore[misc]
+            found += [built] if built else []
+    return tuple(found)

@@ -10,6 +10,7 @@ from cloister.policy._model import (
     AccessPolicy,
     AttestationVariant,
     Image,
+    ImageVolume,
     InjectionFile,
     Service,
     Signer,
@@ -243,12 +244,28 @@ def _image(r: Reader, node: Node) -> Image | None:
         for item in r.items(files_node, f"image {name!r}.injection_files"):
             injected = _injection_file(r, item, name)
             files += [injected] if injected else []
+    mounts: list[ImageVolume] = []
     volumes_node = get(fields, "volumes")
     if not is_null(volumes_node):
         assert volumes_node is not None
         for item in r.items(volumes_node, f"image {name!r}.volumes"):
-            r.mapping(item, IMAGE_VOLUME_KEYS, f"a volume of image {name!r}")
-    return r.build(lambda: Image(name, tuple(files)), fields, node.mark)
+            mount = _image_volume(r, item, name)
+            mounts += [mount] if mount else []
+    return r.build(lambda: Image(name, tuple(files), tuple(mounts)), fields, node.mark)
+
+
+def _image_volume(r: Reader, node: Node, image: str) -> ImageVolume | None:
+    where = f"a volume of image {image!r}"
+    fields = r.mapping(node, IMAGE_VOLUME_KEYS, where)
+    if fields is None:
+        return None
+    name = _opt_str(r, fields, "name", where)
+    path = _opt_str(r, fields, "path", where)
+    if name is None or path is None:
+        r.error(node.mark, f"{where} needs 'name' and 'path'")
+        return None
+    policy = _opt_str(r, fields, "update_policy", where)
+    return r.build(lambda: ImageVolume(name, path, policy), fields, node.mark)
 
 
 def _injection_file(r: Reader, node: Node, image: str) -> InjectionFile | None:

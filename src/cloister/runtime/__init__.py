@@ -22,6 +22,7 @@ from cloister.runtime._config import LaunchConfig
 from cloister.runtime._native import exec_native, resolve
 from cloister.runtime._python import open_tree, run_python
 from cloister.runtime._settings import RunSettings
+from cloister.runtime._volumes import mount_volumes
 
 __all__ = ["LaunchConfig", "RunSettings", "Timings", "attest_and_fetch", "run"]
 
@@ -88,6 +89,8 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
                 f"({config.fspf.path}), which only Python programs can use: remove fspf_* "
                 "from a native service"
             )
+        mount_volumes(config.volumes)
         exec_native(config, native)
     tree = open_tree(config)  # verified against the released tag before anything runs
+    mount_volumes(config.volumes)
     return run_python(config, tree)

@@ -11,10 +11,11 @@ import binascii
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cloister import errors
+from cloister.runtime._volumes import VolumeMount
 
 
 @dataclass(frozen=True, repr=False)
@@ -42,6 +43,7 @@ class LaunchConfig:
     pwd: str | None
     files: tuple[InjectedFile, ...]
     fspf: FspfConfig | None
+    volumes: tuple[VolumeMount, ...] = ()
 
     def __repr__(self) -> str:
         return f"LaunchConfig({self.session}/{self.service})"
@@ -64,6 +66,10 @@ class LaunchConfig:
                     for f in map(_dict, _list(raw["files"]))
                 ),
                 fspf=_fspf(raw.get("fspf")),
+                volumes=tuple(
+                    VolumeMount(_text(v["name"]), _absolute(v["path"]), _hex64(v["key"]))
+                    for v in map(_dict, _list(raw.get("volumes", [])))
+                ),
             )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             raise errors.LaunchError(
@@ -92,15 +98,7 @@ class LaunchConfig:
                 environment[key[2:]] = host_env.get(key[2:], "")
             else:
                 environment[key] = value
-        return LaunchConfig(
-            self.session,
-            self.service,
-            tuple(command),
-            environment,
-            self.pwd,
-            self.files,
-            self.fspf,
-        )
+        return replace(self, command=tuple(command), environment=environment)
 
 
 def _host_arg(arg: str, host_args: Sequence[str]) -> str:
@@ -138,6 +136,13 @@ def _absolute(value: Any) -> str:
     if not path.startswith("/") or os.path.normpath(path) != path:
         raise ValueError("expected an absolute, normalized path")
     return path
+
+
+def _hex64(value: Any) -> str:
+    text = _text(value)
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError("expected 64 hex digits")
+    return text
 
 
 def _mode(value: Any) -> int:

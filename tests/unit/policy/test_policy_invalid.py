@@ -258,6 +258,25 @@ CASES: list[tuple[str, str | bytes, str]] = [
         "line 30 column 16: tpm_pcrs key 'x' is not a PCR index (0..23)",
     ),
     (
+        "undeclared volume",
+        edit("    injection_files:", "    volumes:\n      - {name: data, path: /data}\n"
+             "    injection_files:"),
+        "line 11 column 5: image 'img' mounts volume 'data', which is not declared under the "
+        "top-level 'volumes:'",
+    ),
+    (
+        "volume with an explicit key",
+        BASE + "volumes:\n  - name: data\n    fspf_key: abc\n",
+        "line 30 column 5: volume 'fspf_key' is not supported by cloister: remove it (the CAS "
+        "generates and keeps each volume's key)",
+    ),
+    (
+        "relative volume path",
+        edit("    injection_files:", "    volumes:\n      - {name: data, path: data}\n"
+             "    injection_files:") + "volumes:\n  - name: data\n",
+        "line 13 column 28: path 'data' is relative: use an absolute path",
+    ),
+    (
         "environment not a mapping",
         edit("    environment:\n      TOKEN: $$SCONE::token$$\n", "    environment: [a]\n"),
         "line 8 column 18: service 'app'.environment must be a mapping, got seq",
