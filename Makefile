@@ -45,14 +45,19 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 
 ## the main job: the confidential patient service on this machine, until Ctrl-C
-## (redis-server comes from the distribution; installed here when missing and root)
+## (redis-server, gocryptfs and fuse3 come from the distribution; installed here when
+## missing and root)
 run: $(STAMP)
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v gocryptfs >/dev/null 2>&1 || missing="$$missing gocryptfs fuse3"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server (apt-get install redis-server)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null \
-	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; \
+	    echo "installing$$missing (apt-get install$$missing)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	  else \
-	    echo "redis-server is missing: install it with: sudo apt-get install redis-server"; exit 1; \
-	  fi; }
+	    echo "missing:$$missing; install with: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
 	$(BIN)/cloister demo up $(DEMO_ARGS)

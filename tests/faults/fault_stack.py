@@ -21,6 +21,8 @@ from fault_harness import REPO
 from cas_harness import CLOISTER, free_port  # isort: skip
 from run_harness import Platform, python_measurement  # isort: skip
 
+from cloister.runtime._volumes import unmount
+
 API = REPO / "examples" / "patients" / "rest_api.py"
 
 REDIS = """\
@@ -44,6 +46,11 @@ images:
         content: $$SCONE::redis.crt$$
       - path: {shm}/redis.key
         content: $$SCONE::redis.key$$
+    volumes:
+      - name: redis_data
+        path: {data}
+volumes:
+  - name: redis_data
 secrets:
   - name: redis_key
     kind: private-key
@@ -198,6 +205,7 @@ class Stack:
         for name in list(self.procs):
             self.kill(name)
         shutil.rmtree(self.shm, ignore_errors=True)
+        unmount(str(self.data))  # Redis's encrypted volume
 
     # --- talking to the API -------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from fault_stack import Stack, shm_dir
 from run_harness import platform  # isort: skip
 
 from cloister.cas import ServerConfig, open_store
+from cloister.runtime._volumes import CIPHER_SUFFIX
 from cloister.secrets import SecretValue
 
 MAX_SCAN = 64 << 20
@@ -141,9 +142,13 @@ def test_no_secret_or_patient_field_leaks_anywhere(
                          for needle, what in needles.items() if needle in environ]
         finally:
             stack.stop()
-    # logs, state files (the store included: encrypted), /tmp and /dev/shm files of this run;
-    # not Redis's own data directory: patient records are its data (see the report)
+    # logs, state files (the store included: encrypted), /tmp and /dev/shm files of this run,
+    # and Redis's data as it is on disk: the encrypted volume (the mount is gone by now)
     state_files = [p for p in plat.cas.state.rglob("*") if p.is_file()]
+    volume = [p for p in Path(str(stack.data) + CIPHER_SUFFIX).rglob("*") if p.is_file()]
+    assert volume, "Redis stored nothing in its encrypted volume"
+    assert not any(stack.data.iterdir()), "plaintext left where the volume was mounted"
+    state_files += volume
     assert any(p.name == "cas.db" for p in state_files)
     logs = list(root.glob("*.log"))
     assert {p.name for p in logs} >= {"cas.log", "las.log", "api.log", "redis.log"}

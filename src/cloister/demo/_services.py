@@ -67,6 +67,15 @@ def check_redis_server() -> str:
     return found
 
 
+def check_volume_tools() -> None:
+    """Redis's data directory is an encrypted volume: gocryptfs and FUSE must be there."""
+    if shutil.which("gocryptfs") is None or not os.path.exists("/dev/fuse"):
+        raise errors.ConfigError(
+            "gocryptfs or /dev/fuse is missing (Redis's data is kept in an encrypted volume)",
+            details=["install them: sudo apt-get install gocryptfs fuse3"],
+        )
+
+
 def tcp_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2):

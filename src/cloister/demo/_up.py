@@ -27,6 +27,7 @@ from cloister.demo._cas import CASClient, ensure_identity
 from cloister.demo._layout import STOP_ORDER, DemoOptions, Layout, default_app_dir, source_digest
 from cloister.demo._procs import ProcessTable
 from cloister.policy import substitute_variables
+from cloister.runtime._volumes import unmount
 
 Say = Callable[[str], None]
 STEPS = 10
@@ -60,6 +61,7 @@ def up(options: DemoOptions, say: Say = print) -> Running:
         stopped = table.stop_all(STOP_ORDER)
         if stopped:
             say("stopped " + ", ".join(stopped))
+        _close_volume(layout, say)
         raise
 
 
@@ -68,8 +70,17 @@ def down(directory: Path, say: Say = print) -> list[str]:
     layout = Layout.of(directory)
     stopped = ProcessTable(layout.root).stop_all(STOP_ORDER)
     shutil.rmtree(layout.redis_tls, ignore_errors=True)
+    _close_volume(layout, say)
     say(f"stopped {', '.join(stopped)}" if stopped else f"nothing running in {layout.root}")
     return stopped
+
+
+def _close_volume(layout: Layout, say: Say) -> None:
+    """Unmount Redis's encrypted data volume (its files stay, encrypted, for the next up)."""
+    try:
+        unmount(str(layout.redis_data))
+    except errors.Error as err:
+        say(f"warning: {err.message}")
 
 
 class _Stepper:
@@ -88,8 +99,9 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
     anywhere = "0.0.0.0"  # noqa: S104 - Redis and the API listen on every interface
     svc.check_ports({"CAS": ("127.0.0.1", o.cas_port), "LAS": ("127.0.0.1", o.las_port),
                      "Redis": (anywhere, o.redis_port), "API": (anywhere, o.api_port)})
-    step("checking redis-server")
+    step("checking redis-server, gocryptfs and FUSE")
     redis_server = svc.check_redis_server()
+    svc.check_volume_tools()
     app_dir = o.app_dir or default_app_dir()
     if app_dir is None or not (app_dir / "rest_api.py").is_file():
         raise errors.ConfigError(
