@@ -36,6 +36,7 @@ from bench._procs import CLOISTER, Platform, free_port, have, measure, wait_port
 from bench._stats import Figure, Target, absolute, compared, median, percentile, skipped
 from cloister import fspf
 from cloister.policy import substitute_variables
+from cloister.runtime._volumes import unmount
 
 SECTION = "api"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "patients"
@@ -179,6 +180,7 @@ class Setup:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.shm, ignore_errors=True)
+        unmount(str(self.root / "redis-data"))  # Redis's encrypted volume (the policy's)
 
 
 def run(ctx: Context) -> list[Figure]:
