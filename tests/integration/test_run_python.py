@@ -152,3 +152,24 @@ def test_unreachable_cas_fails_clearly_after_bounded_retries(plat: Platform, pro
     assert done.returncode == 5
     assert "cannot reach CAS at 127.0.0.1:1" in done.stderr
     assert "gave up after 1s of retries" in done.stderr
+
+
+def test_a_failing_program_shows_its_own_traceback_like_python(plat: Platform,
+                                                                tmp_path: Path) -> None:
+    crash = tmp_path / "crash.py"
+    crash.write_text("def handler():\n    raise ValueError('program bug')\n\nhandler()\n")
+    plat.create(session("crashes", crash, python_measurement()).replace(
+        f"command: python3 {crash} one \"two words\"", f"command: python3 {crash}"))
+    done = plat.run("crashes/app")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ValueError: program bug" in done.stderr
+    assert "raise ValueError('program bug')" in done.stderr
+
+
+def test_a_missing_script_is_a_launch_error(plat: Platform, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.py"
+    plat.create(session("no-script", missing, python_measurement()))
+    done = plat.run("no-script/app")
+    assert done.returncode == 6, done.stderr
+    assert f"the policy's command runs {missing}, which does not exist here" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -82,4 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code_for(err)
     except KeyboardInterrupt:
         return 130
+    except OSError as err:
+        # the system refused something (a path, a port, a permission): say what, where
+        if args.verbose:
+            logging.getLogger("cloister").exception("command failed")
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"cloister: error: {err.strerror or err}{where}", file=sys.stderr)
+        return exit_code_for(errors.ConfigError(""))
+    except Exception as err:  # a bug: one line; the traceback only with --verbose
+        if args.verbose:
+            logging.getLogger("cloister").exception("command failed")
+        print(f"cloister: error: unexpected {type(err).__name__}; rerun with --verbose for "
+              "details, and please report it", file=sys.stderr)
+        return 1
     return result

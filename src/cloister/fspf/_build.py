@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib.util
 import marshal
 import os
+import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -176,12 +178,30 @@ def seal(
         region = manifest.region_of("/" + rel)
         assert region is not None
         listing.append((rel, region))
-    os.makedirs(out, exist_ok=True)
-    files = _seal_files(manifest, listing, src, out, progress, whole_tree=True)
-    fspf_path = os.path.join(out, FSPF_NAME)
-    key = _crypto.new_key()
-    sealed_tag = _manifest.save_encrypted(fspf_path, manifest, key)
+    created = not os.path.exists(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+        files = _seal_files(manifest, listing, src, out, progress, whole_tree=True)
+        fspf_path = os.path.join(out, FSPF_NAME)
+        key = _crypto.new_key()
+        sealed_tag = _manifest.save_encrypted(fspf_path, manifest, key)
+    except BaseException:
+        # no half-sealed tree left behind: a rerun would refuse a non-empty --out
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            _empty(out)
+        raise
     return SealResult(fspf_path, key.hex(), sealed_tag.hex(), files)
+
+
+def _empty(directory: str) -> None:
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 # --- helpers ---------------------------------------------------------------
@@ -194,9 +214,18 @@ def _source_dir(src_dir: str) -> str:
     return src
 
 
+def _unreadable(err: OSError) -> None:
+    raise errors.ConfigError(
+        f"cannot read {err.filename} while sealing: {err.strerror}; a tree is sealed whole "
+        "or not at all"
+    )
+
+
 def _walk(src: str) -> Iterator[str]:
-    """Relative POSIX paths of the files below ``src``, sorted, without ``__pycache__``."""
-    for dirpath, dirnames, filenames in os.walk(src):
+    """Relative POSIX paths of the regular files below ``src``, sorted, without
+    ``__pycache__``; an unreadable directory, a dangling link or a special file (FIFO,
+    device, socket) is an error — a sealed tree never silently lacks part of its source."""
+    for dirpath, dirnames, filenames in os.walk(src, onerror=_unreadable):
         for name in list(dirnames):
             if os.path.islink(os.path.join(dirpath, name)):
                 raise errors.ConfigError(
@@ -209,7 +238,20 @@ def _walk(src: str) -> Iterator[str]:
             if name.endswith(".pyc"):
                 continue
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+            _require_regular(os.path.join(dirpath, name))
             yield rel.replace(os.sep, "/")
+
+
+def _require_regular(path: str) -> None:
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise errors.ConfigError(
+            f"cannot seal {path}: {err.strerror} (a dangling symbolic link?)"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise errors.ConfigError(f"cannot seal {path}: not a regular file (FIFO, device or "
+                                 "socket); remove it from the source tree")
 
 
 def _seal_files(
@@ -238,9 +280,13 @@ def _seal_files(
 def _seal_one(
     manifest: Manifest, region: Region, logical: str, *, src_file: str, out: str | None, rel: str
 ) -> None:
-    with open(src_file, "rb") as fh:
-        data = fh.read()
-    mode = os.stat(src_file).st_mode & 0o777
+    try:
+        with open(src_file, "rb") as fh:
+            data = fh.read()
+        mode = os.stat(src_file).st_mode & 0o777
+    except OSError as err:
+        raise errors.ConfigError(f"cannot read {src_file} while sealing: {err.strerror}") \
+            from None
     entry = FileEntry(size=len(data), mode=mode, chunk=region.chunk)
     code = _compile(data, logical) if logical.endswith(".py") else None
     dest = os.path.join(out, rel) if out is not None else None

@@ -8,6 +8,7 @@ is imported by the fspf importer and never written to disk.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import runpy
 import sys
@@ -78,7 +79,22 @@ def run_python(config: LaunchConfig, tree: ProtectedTree | None) -> int:
     return _run(target, tree)
 
 
+def _check_target(target: PythonTarget, tree: ProtectedTree | None) -> None:
+    """Refuse, before anything runs, a script or module that is not there."""
+    if target.module:
+        if tree is None and importlib.util.find_spec(target.target) is None:
+            raise errors.LaunchError(
+                f"the policy's command runs module {target.target!r}, which is not installed"
+            )
+    elif not os.path.isfile(target.target):  # the overlay answers for sealed scripts
+        raise errors.LaunchError(
+            f"the policy's command runs {target.target}, which does not exist here"
+        )
+
+
 def _run(target: PythonTarget, tree: ProtectedTree | None) -> int:
+    """Run the program like ``python3`` would: its exit status, its own traceback."""
+    _check_target(target, tree)
     try:
         if tree is not None:
             run_main(tree, target.target, target.args, module=target.module)
@@ -92,6 +108,11 @@ def _run(target: PythonTarget, tree: ProtectedTree | None) -> int:
             runpy.run_path(target.target, run_name="__main__")
     except SystemExit as done:
         return _exit_status(done.code)
+    except errors.IntegrityError:
+        raise  # the file shield refused: cloister's own one-line error
+    except Exception:  # the program's own failure: its traceback, exit 1, as python3 does
+        sys.excepthook(*sys.exc_info())
+        return 1
     return 0
 
 

@@ -39,3 +39,12 @@ def test_run_does_not_import_the_servers_or_tools() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_refusal_by_the_system_is_one_line_not_a_traceback(tmp_path: object) -> None:
+    done = subprocess.run([sys.executable, "-m", "cloister.cli", "fspf", "create",
+                           "/proc/no-such-dir/f.fspf"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("cloister: error: ")
+    assert len(done.stderr.strip().splitlines()) == 1
