@@ -122,6 +122,16 @@ def _create_in(directory: Path) -> bool:
         key_path, cert_path = directory / KEY_FILE, directory / CERT_FILE
         if key_path.exists() and cert_path.exists():
             return False
+        if key_path.exists() or cert_path.exists():
+            # never replace half an identity: the key is who this client is to every CAS
+            present, absent = (key_path, cert_path) if key_path.exists() else (
+                cert_path, key_path)
+            raise errors.ConfigError(
+                f"identity in {directory} is incomplete: {present.name} exists but "
+                f"{absent.name} does not",
+                details=["restore the missing file, or move both away to create a new "
+                         "identity (a new key is a new identity to every CAS)"],
+            )
         key_pem, cert_pem = _new_identity()
         tmp = key_path.with_name(key_path.name + ".tmp")
         tmp.unlink(missing_ok=True)

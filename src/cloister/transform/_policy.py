@@ -70,7 +70,7 @@ def render_policy(
         "  update: [CREATOR]",
         "services:",
         f"  - name: {_q(service)}",
-        f"    image_name: {_q(service + '_image')}",
+        *([f"    image_name: {_q(service + '_image')}"] if injections else []),
         f"    mrenclaves: [{measurement}]",
         f"    command: {_q(command)}",
         "    pwd: /",

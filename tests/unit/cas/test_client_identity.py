@@ -139,3 +139,12 @@ def test_pins_follow_an_identity_directory(tmp_path: Path, home: Path) -> None:
     ident = load_identity(tmp_path / "new-id")
     assert pins_home(ident.cert_path) == home
     assert pins_home(tmp_path / "new-id") == ident.home
+
+
+def test_half_an_identity_is_never_replaced(home: Path) -> None:
+    first = load_identity()
+    original_key = first.key_path.read_bytes()
+    first.cert_path.unlink()
+    with pytest.raises(errors.ConfigError, match="is incomplete"):
+        load_identity()
+    assert first.key_path.read_bytes() == original_key

@@ -83,3 +83,10 @@ def test_transform_refuses_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match="names one path twice"):
         transform(src2, "main.py", out=tmp_path / "o3", measurement=MEASUREMENT,
                   injections=[parse_injection("/a/b=x"), parse_injection("/a/b=y")])
+
+
+def test_transform_without_injections_gives_a_valid_policy(tmp_path: Path) -> None:
+    bundle = transform(app(tmp_path), "main.py", out=tmp_path / "bundle",
+                       measurement=MEASUREMENT)
+    session = policy.load_session(bundle.policy_path.read_text())
+    assert session.services[0].image_name is None and session.images == ()
