@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,7 +195,14 @@ def read_raw(path: str) -> tuple[bytes, bytes]:
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` (created with ``mode``, never the umask default)."""
+    """Replace ``path`` with ``data`` (created with ``mode``, never the umask default).
+
+    Only a regular file (or nothing) is replaced: never a device, a FIFO or a link's target.
+    """
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise errors.ConfigError(
+            f"{path} exists and is not a regular file; choose another protection file name"
+        )
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:

@@ -61,7 +61,9 @@ def check_absolute_path(value: str, field_name: str) -> str:
 def hex_or_reference(value: str, pattern: re.Pattern[str], what: str, field_name: str) -> str:
     if pattern.fullmatch(value) or REFERENCE_ONLY_RE.fullmatch(value):
         return value.lower() if pattern.fullmatch(value) else value
-    raise Invalid(field_name, f"invalid {what} {value!r}: expected {_hex_len(pattern)} hex digits")
+    # a key is never echoed, not even a malformed one: it may be a typo of the real key
+    shown = f"({len(value)} characters)" if "key" in what else repr(value)
+    raise Invalid(field_name, f"invalid {what} {shown}: expected {_hex_len(pattern)} hex digits")
 
 
 def _hex_len(pattern: re.Pattern[str]) -> int:

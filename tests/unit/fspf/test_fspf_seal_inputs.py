@@ -83,3 +83,12 @@ def test_a_failure_midway_empties_an_existing_out_directory(tmp_path: Path) -> N
         os.chmod(src / "zz_last.py", 0o600)
     assert "cannot read" in message and "zz_last.py" in message
     assert list(out.iterdir()) == []
+
+
+def test_fspf_create_never_replaces_a_device_or_a_link(tmp_path: Path) -> None:
+    link = tmp_path / "fs.fspf"
+    link.symlink_to(tmp_path / "target")
+    for path in (str(link), os.devnull):
+        with pytest.raises(errors.ConfigError, match="not a regular file"):
+            fspf.create(path)
+    assert not (tmp_path / "target").exists()

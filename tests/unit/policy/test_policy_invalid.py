@@ -284,7 +284,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
     (
         "bad fspf_key",
         edit("    command:", "    fspf_key: 1234\n    command:"),
-        "line 7 column 15: invalid fspf_key '1234': expected 64 hex digits",
+        "line 7 column 15: invalid fspf_key (4 characters): expected 64 hex digits",
     ),
     (
         "bad fspf_tag",
