@@ -210,6 +210,8 @@ def _refuse(
         config_id=config_id,
     )
     ctx.metrics.count_attestation("deny")
+    if len(reasons) == 1:
+        raise errors.AttestationError(f"attestation of {config_id} refused: {reasons[0]}")
     raise errors.AttestationError(
-        f"attestation of {config_id} refused: " + "; ".join(reasons), details=reasons
+        f"attestation of {config_id} refused ({len(reasons)} reasons)", details=reasons
     )
