@@ -43,11 +43,18 @@ def post_json(host: str, port: int, path: str, body: dict[str, Any], pinned_pem:
     try:
         try:
             conn.connect()
+        except ssl.SSLCertVerificationError:
+            raise errors.CASClientError(
+                f"{where} did not present the pinned certificate: check CLOISTER_CAS_CERT "
+                "and CLOISTER_CAS_ADDR"
+            ) from None
         except ssl.SSLError as err:
             raise errors.CASClientError(
-                f"{where} did not present the pinned certificate ({err.reason}): "
-                "check CLOISTER_CAS_CERT"
+                f"{where} does not speak TLS as a CAS does ({err.reason}): is it a cloister "
+                "CAS (HTTPS)?"
             ) from None
+        except TimeoutError:
+            raise Unreachable(f"{where} did not answer within {TIMEOUT:.0f}s") from None
         except OSError as err:
             raise Unreachable(f"cannot reach {where}: {err.strerror or err}") from None
         payload = json.dumps(body).encode()

@@ -46,6 +46,12 @@ class RunSettings:
             raise errors.ConfigError(
                 "no configuration id: set CLOISTER_CONFIG_ID=session/service (or SCONE_CONFIG_ID)"
             )
+        session, slash, service = config_id.partition("@")[0].rpartition("/")
+        if not slash or not session or not service:
+            raise errors.ConfigError(
+                f"configuration id {config_id!r} is not SESSION/SERVICE: set "
+                "CLOISTER_CONFIG_ID=session/service"
+            )
         cert_file = env.get("CLOISTER_CAS_CERT")
         if not cert_file:
             raise errors.ConfigError(
@@ -54,9 +60,14 @@ class RunSettings:
             )
         try:
             cert_pem = Path(cert_file).read_text()
-        except (OSError, UnicodeDecodeError) as err:
+        except OSError as err:
             raise errors.ConfigError(
-                f"cannot read the pinned CAS certificate {cert_file}: {err}"
+                f"cannot read the pinned CAS certificate {cert_file} (CLOISTER_CAS_CERT): "
+                f"{err.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise errors.ConfigError(
+                f"{cert_file} (CLOISTER_CAS_CERT) is not a PEM text file"
             ) from None
         if "-----BEGIN CERTIFICATE-----" not in cert_pem:
             raise errors.ConfigError(f"{cert_file} holds no PEM certificate (CLOISTER_CAS_CERT)")
@@ -64,9 +75,11 @@ class RunSettings:
         try:
             retry_seconds = float(retry) if retry else DEFAULT_RETRY_SECONDS
         except ValueError:
+            retry_seconds = -1.0
+        if not 0 <= retry_seconds <= 3600:  # also refuses nan and inf
             raise errors.ConfigError(
-                f"CLOISTER_RETRY_SECONDS={retry!r} is not a number of seconds"
-            ) from None
+                f"CLOISTER_RETRY_SECONDS={retry!r} is not a number of seconds from 0 to 3600"
+            )
         return cls(
             cas_addr=_first(env, "CLOISTER_CAS_ADDR", "SCONE_CAS_ADDR") or DEFAULT_CAS,
             las_addr=_first(env, "CLOISTER_LAS_ADDR", "SCONE_LAS_ADDR") or DEFAULT_LAS,
