@@ -3,13 +3,18 @@
 ``$$SCONE::…$$`` references and a literal ``$$`` are left alone; a variable
 without a value is an error naming it with its line and column (SCONE:
 "Value for variable $SESSION is missing at line 3 column 7").  All missing
-variables are reported at once.
+variables are reported at once.  Comments are text for people: a ``$VAR`` in
+a YAML comment is neither substituted nor required (when the template parses
+as YAML before substitution; otherwise every ``$VAR`` counts).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import yaml
 
 from cloister.errors import TemplateError
 
@@ -36,12 +41,45 @@ def substitute_variables(text: str, variables: Mapping[str, str]) -> str:
         missing.append(f"Value for variable ${name} is missing at line {line} column {column}")
         return match.group(0)
 
-    result = _TOKEN_RE.sub(replace, text)
+    in_value = _value_spans(text)
+    result = _TOKEN_RE.sub(lambda m: replace(m) if in_value(m.start()) else m.group(0), text)
     if missing:
         raise TemplateError(
             missing[0] + ": pass it with -e NAME=VALUE or --use-env", details=missing[1:]
         )
     return result
+
+
+def _value_spans(text: str) -> Callable[[int], bool]:
+    """Whether an offset of ``text`` lies in a YAML scalar (a key or a value), not a comment."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lambda offset: True
+    starts: list[int] = []
+    ends: list[int] = []
+    stack = [root] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # aliases share nodes: visit each once
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            starts.append(node.start_mark.index)
+            ends.append(node.end_mark.index)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(item for pair in node.value for item in pair)
+    spans = sorted(zip(starts, ends, strict=True))
+    first = [start for start, _ in spans]
+
+    def inside(offset: int) -> bool:
+        i = bisect.bisect_right(first, offset) - 1
+        return i >= 0 and offset < spans[i][1]
+
+    return inside
 
 
 def variable_names(text: str) -> list[str]:

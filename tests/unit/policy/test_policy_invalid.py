@@ -376,3 +376,21 @@ def test_scone_references_survive_substitution() -> None:
     text = BASE.replace("name: s1", "name: $NAME")
     session = load_session(text, variables={"NAME": "s2"})
     assert session.services[0].environment["TOKEN"] == "$$SCONE::token$$"
+
+
+def test_variables_in_comments_are_neither_required_nor_substituted() -> None:
+    text = (
+        "# fill in $UNUSED_IN_COMMENT before use\n"
+        "name: $NAME  # e.g. $ALSO_IGNORED\n"
+        "images:\n  - name: img\n    injection_files:\n      - path: /a\n"
+        "        content: |\n          # not a comment: $INSIDE\n"
+    )
+    session = load_session(text, variables={"NAME": "n1", "INSIDE": "v"})
+    assert session.name == "n1"
+    assert session.images[0].injection_files[0].content == "# not a comment: v\n"
+
+
+def test_an_alias_heavy_template_is_still_refused_quickly() -> None:
+    bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: [*c, *c]\nname: $N\n"
+    with pytest.raises(PolicyError, match="anchors and aliases are not allowed"):
+        load_session(bomb, variables={"N": "n"})
