@@ -64,6 +64,8 @@ def resolve_program(program: str) -> Path:
             details=["give its path, or add its directory to PATH"],
         )
     path = Path(found).resolve()
+    if not path.exists():
+        raise errors.ConfigError(f"program {program!r} does not exist ({path})")
     if not path.is_file():
         raise errors.ConfigError(f"program {program!r} ({path}) is not a regular file")
     return path

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cloister.cli._cas_client import register_client_commands
+from cloister.cli._types import bounded_int
 
 DEFAULT_STATE = "~/.cloister/cas"
 
@@ -50,9 +51,11 @@ def _add_serve(cas_sub: Any) -> None:
         help="extra DNS name or IP for the server certificate (repeatable)",
     )
     p.add_argument(
-        "--max-body", type=int, default=1024 * 1024, help="request body limit in bytes"
+        "--max-body", type=bounded_int(1024, 1 << 30, "max-body"), default=1024 * 1024,
+        help="request body limit in bytes (1 KiB .. 1 GiB)"
     )
-    p.add_argument("--threads", type=int, default=16, help="worker threads (default 16)")
+    p.add_argument("--threads", type=bounded_int(1, 1024, "threads"), default=16,
+                   help="worker threads (default 16)")
     p.set_defaults(func=_serve)
 
 

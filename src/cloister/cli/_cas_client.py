@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cloister import errors
+from cloister.cli._types import seconds
 
 if TYPE_CHECKING:
     from cloister.cas.client import CASClient
@@ -49,7 +50,7 @@ def add_cas_options(
         "default $CLOISTER_HOME or ~/.cloister" if identity else argparse.SUPPRESS,
     )
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        "--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
         help=f"network timeout per request (default {DEFAULT_TIMEOUT:g})",
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import FrameType
 
 from cloister import demo
+from cloister.cli._types import port
 from cloister.demo._layout import API_PORT, CAS_PORT, DEFAULT_DIR, LAS_PORT, REDIS_PORT
 
 
@@ -74,10 +75,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--detach", action="store_true", help="return once everything answers")
     up.add_argument("--dir", default=DEFAULT_DIR, help=f"demo directory (default {DEFAULT_DIR})")
     up.add_argument("--app", help="the service to seal (default examples/patients)")
-    up.add_argument("--cas-port", type=int, default=CAS_PORT, help=f"default {CAS_PORT}")
-    up.add_argument("--las-port", type=int, default=LAS_PORT, help=f"default {LAS_PORT}")
-    up.add_argument("--redis-port", type=int, default=REDIS_PORT, help=f"default {REDIS_PORT}")
-    up.add_argument("--api-port", type=int, default=API_PORT, help=f"default {API_PORT}")
+    up.add_argument("--cas-port", type=port, default=CAS_PORT, help=f"default {CAS_PORT}")
+    up.add_argument("--las-port", type=port, default=LAS_PORT, help=f"default {LAS_PORT}")
+    up.add_argument("--redis-port", type=port, default=REDIS_PORT, help=f"default {REDIS_PORT}")
+    up.add_argument("--api-port", type=port, default=API_PORT, help=f"default {API_PORT}")
     up.set_defaults(func=_up)
     down = commands.add_parser("down", help="stop exactly the processes demo up started")
     down.add_argument("--dir", default=DEFAULT_DIR, help=f"demo directory (default {DEFAULT_DIR})")

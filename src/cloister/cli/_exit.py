@@ -9,6 +9,7 @@ EXIT_CODES: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.PolicyError, 2),
     (errors.RequestError, 2),
     (errors.ConfigError, 2),
+    (errors.EvidenceError, 5),  # the LAS failed or is unreachable: not a refusal
     (errors.AttestationError, 3),
     (errors.IntegrityError, 4),
     (errors.CASClientError, 5),

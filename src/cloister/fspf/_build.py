@@ -95,7 +95,9 @@ def add_files(
     path = _manifest.normalize_region(region)
     target = next((r for r in manifest.regions if r.path == path), None)
     if target is None:
-        raise errors.NotFound(f"region {path} is not in {fspf_path}; add it with 'fspf addr'")
+        raise errors.ConfigError(
+            f"region {path} is not in {fspf_path}; add it with 'fspf addr'"
+        )
     if not target.protected:
         raise errors.ConfigError(f"region {path} is not protected; no files need to be added")
     if target.protection == "encrypted" and out_dir is None:

@@ -131,7 +131,9 @@ class Manifest:
 
     def add_region(self, region: Region) -> None:
         if any(r.path == region.path for r in self.regions):
-            raise errors.Conflict(f"region {region.path} already exists in the protection file")
+            raise errors.ConfigError(
+                f"region {region.path} already exists in the protection file"
+            )
         self.regions.append(region)
 
     def validate(self, where: str) -> None:

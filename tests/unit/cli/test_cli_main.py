@@ -48,3 +48,15 @@ def test_a_refusal_by_the_system_is_one_line_not_a_traceback(tmp_path: object) -
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("cloister: error: ")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "up", "--cas-port", "99999"],
+    ["cas", "serve", "--threads", "-5"],
+    ["values", "s", "--timeout", "nan"],
+])
+def test_out_of_range_numbers_are_usage_errors(argv: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "cloister.cli", *argv],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is not in" in done.stderr
