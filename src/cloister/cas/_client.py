@@ -23,6 +23,7 @@ from urllib.parse import quote
 from cloister import __version__, errors
 from cloister.cas._client_identity import ClientIdentity
 from cloister.cas._client_trust import CASAddress, Trust, tls_context
+from cloister.policy._model import NAME_RE, Invalid, check_session_name
 
 DEFAULT_TIMEOUT = 30.0
 #: the largest answer read from a CAS (sessions are limited to 1 MiB)
@@ -117,7 +118,7 @@ class CASClient:
         return SessionRef(_str(data, "name", self), _str(data, "hash", self))
 
     def read_session(self, name: str, session_hash: str | None = None) -> SessionVersion:
-        path = f"/v1/sessions/{_quote(name)}"
+        path = f"/v1/sessions/{_quote(_session_name(name))}"
         if session_hash:
             path += f"?hash={_quote(session_hash)}"
         data = self._json("GET", path)
@@ -132,7 +133,7 @@ class CASClient:
 
     def public_values(self, session: str) -> dict[str, dict[str, Any]]:
         """``{"SECRET": {"value": …, …}}`` for every ``export_public`` secret of ``session``."""
-        data = self._json("GET", f"/v1/values/session={_quote(session)}")
+        data = self._json("GET", f"/v1/values/session={_quote(_session_name(session))}")
         values = data.get("values")
         if not isinstance(values, dict):
             raise self._unexpected("no 'values' object")
@@ -140,7 +141,10 @@ class CASClient:
 
     def public_value(self, session: str, secret: str) -> dict[str, Any]:
         """One public secret: ``{"name": …, "value": …, …}``."""
-        return self._json("GET", f"/v1/values/session={_quote(session)},secret={_quote(secret)}")
+        path = f"/v1/values/session={_quote(_session_name(session))},secret={_quote(secret)}"
+        if not NAME_RE.fullmatch(secret):
+            raise errors.ConfigError(f"{secret!r} is not a secret name")
+        return self._json("GET", path)
 
     def certificate(self) -> str:
         """The CAS certificate (its CA) as the CAS itself reports it."""
@@ -278,6 +282,14 @@ class CASClient:
                 f"run: cloister cas attest {self.address} --cas-cert NEW-CAS-CERT.pem",
             ],
         )
+
+
+def _session_name(name: str) -> str:
+    """``name`` if it is a valid session name; a name can never smuggle URL syntax."""
+    try:
+        return check_session_name(name)
+    except Invalid as err:
+        raise errors.ConfigError(err.message) from None
 
 
 def _quote(part: str) -> str:

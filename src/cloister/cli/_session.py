@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cloister import errors, policy
 from cloister.cli._cas_client import add_cas_options, client_from_args, write_text
+from cloister.cli._types import session_name
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +122,7 @@ def _add_remote_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         add_cas_options(parser)
         parser.set_defaults(func=func)
     read = commands.add_parser("read", help="print a session's text as stored on the CAS")
-    read.add_argument("name", metavar="NAME", help="session name")
+    read.add_argument("name", metavar="NAME", type=session_name, help="session name")
     read.add_argument("--hash", default=None, metavar="H", help="an older version by its hash")
     add_cas_options(read)
     read.set_defaults(func=_read)

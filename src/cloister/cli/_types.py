@@ -6,6 +6,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from cloister.policy._model import Invalid, check_name, check_session_name
+
 
 def bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
@@ -33,3 +35,18 @@ def seconds(text: str) -> float:
 
 
 port = bounded_int(1, 65535, "port")
+
+
+def session_name(text: str) -> str:
+    """A valid session name (``ns/app`` allowed): nothing that could change a CAS URL."""
+    try:
+        return check_session_name(text)
+    except Invalid as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+
+
+def secret_name(text: str) -> str:
+    try:
+        return check_name(text, "secret")
+    except Invalid as err:
+        raise argparse.ArgumentTypeError(err.message) from None

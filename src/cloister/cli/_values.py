@@ -8,6 +8,7 @@ from typing import Any
 
 from cloister import errors
 from cloister.cli._cas_client import add_cas_options, client_from_args, write_text
+from cloister.cli._types import secret_name, session_name
 
 
 def _values(args: argparse.Namespace) -> int:
@@ -35,7 +36,8 @@ def register(subparsers: Any) -> None:
         "JSON ({\"values\": {NAME: {\"value\": ...}}}), or only the value text of SECRET. "
         "Public parts only (certificates, never private keys).",
     )
-    values.add_argument("session", metavar="SESSION", help="session name")
-    values.add_argument("secret", metavar="SECRET", nargs="?", default=None, help="one secret")
+    values.add_argument("session", metavar="SESSION", type=session_name, help="session name")
+    values.add_argument("secret", metavar="SECRET", nargs="?", default=None, type=secret_name,
+                        help="one secret")
     add_cas_options(values, identity=False)
     values.set_defaults(func=_values)

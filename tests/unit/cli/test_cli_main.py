@@ -60,3 +60,11 @@ def test_out_of_range_numbers_are_usage_errors(argv: list[str]) -> None:
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "is not in" in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["values", "a,secret=b"], ["session", "read", ""],
+                                  ["values", "s", "x/y"]])
+def test_names_cannot_smuggle_url_syntax(argv: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "cloister.cli", *argv],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "invalid" in done.stderr and "name" in done.stderr
