@@ -237,6 +237,9 @@ def save_encrypted(path: str, manifest: Manifest, key: bytes) -> bytes:
 def tag_of(kind: bytes, body: bytes) -> bytes:
     """The tag identifying a protection file's content, plain or encrypted."""
     if kind == KIND_ENCRYPTED:
+        # nonce + at least the tag: anything shorter is a truncated file, not a state
+        if len(body) < _crypto.NONCE_LEN + _crypto.TAG_LEN:
+            raise errors.IntegrityError("the protection file is truncated: seal the tree again")
         return body[-_crypto.TAG_LEN :]
     return _crypto.plain_tag(MAGIC + kind, body)
 

@@ -172,6 +172,11 @@ class Secret:
         check_name(self.name, "secret")
         if self.kind is None and self.import_ is None:
             raise Invalid("kind", f"secret {self.name!r} needs a kind: one of {_kinds()}")
+        if self.kind is SecretKind.BINARY and self.value is not None:
+            text = self.value.strip()
+            if len(text) % 2 or any(c not in "0123456789abcdefABCDEF" for c in text):
+                raise Invalid("value", f"secret {self.name!r}: a binary value is written as "
+                                       "hex digits (an even number of them)")
         if self.import_ is not None and self.value is not None:
             raise Invalid("value", f"secret {self.name!r} is imported and cannot also set a value")
         self._check_kind_fields()

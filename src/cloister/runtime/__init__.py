@@ -54,7 +54,12 @@ def attest_and_fetch(
 
 
 def _check_kind(config: LaunchConfig, native: str | None) -> None:
-    policy_program = config.command[0] if config.command else ""
+    if not config.command:
+        raise errors.LaunchError(
+            f"service {config.session}/{config.service} has no command: add 'command' to it "
+            "in the session"
+        )
+    policy_program = config.command[0]
     if native is None and not is_python_command(policy_program):
         raise errors.LaunchError(
             f"service {config.session}/{config.service} runs {policy_program!r}, but cloister "

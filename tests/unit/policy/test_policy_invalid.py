@@ -394,3 +394,11 @@ def test_an_alias_heavy_template_is_still_refused_quickly() -> None:
     bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: [*c, *c]\nname: $N\n"
     with pytest.raises(PolicyError, match="anchors and aliases are not allowed"):
         load_session(bomb, variables={"N": "n"})
+
+
+def test_binary_value_must_be_hex_at_load_time() -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_session(edit("    kind: ascii", "    kind: binary\n    value: zz-not-hex"))
+    assert caught.value.lines()[0] == (
+        "line 18 column 12: secret 'token': a binary value is written as hex digits "
+        "(an even number of them)")
