@@ -242,3 +242,19 @@ def test_a_failing_step_stops_what_was_started(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "stopped" in done.stdout and "cas" in done.stdout
     assert not list((d.dir / "pids").glob("*.json"))
+
+
+def test_a_failure_after_redis_started_leaves_no_key_on_tmpfs(tmp_path: Path) -> None:
+    """The API dies at start: everything stops, and Redis's injected key is removed."""
+    app = tmp_path / "app"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "patients", app)
+    (app / "rest_api.py").write_text("raise SystemExit('the API refuses to start')\n")
+    d = Demo.fresh(tmp_path / "demo")
+    done = d.cli("demo", "up", "--detach", "--dir", str(d.dir), "--app", str(app),
+                 "--cas-port", str(d.cas_port), "--las-port", str(d.las_port),
+                 "--redis-port", str(d.redis_port), "--api-port", str(d.api_port))
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr
+    assert "redis" in done.stdout.split("stopped")[-1]
+    assert not Layout.of(d.dir).redis_tls.exists(), "Redis's TLS key left on tmpfs"
+    assert not list((d.dir / "pids").glob("*.json"))

@@ -61,6 +61,7 @@ def up(options: DemoOptions, say: Say = print) -> Running:
         stopped = table.stop_all(STOP_ORDER)
         if stopped:
             say("stopped " + ", ".join(stopped))
+        shutil.rmtree(layout.redis_tls, ignore_errors=True)  # Redis's key: never left behind
         _close_volume(layout, say)
         raise
 
