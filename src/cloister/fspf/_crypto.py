@@ -90,6 +90,14 @@ def open_blob(key: bytes, header: bytes, blob: bytes) -> bytes | None:
         return None
 
 
-def plain_tag(header: bytes, plaintext: bytes) -> bytes:
-    """A GMAC-style tag of an unencrypted manifest (fixed zero key: identifies, proves nothing)."""
-    return AESGCM(bytes(32)).encrypt(bytes(NONCE_LEN), b"", header + plaintext)
+TAG_DOMAIN = b"cloister-fspf-tag-v1\0"
+
+
+def state_tag(content: bytes) -> bytes:
+    """The identity of a protection file's state: SHA-256 over the whole file, 16 bytes.
+
+    Not the GCM tag: with the key and nonce known, a GCM tag is an affine function of
+    the plaintext, so anyone holding ``fspf_key`` could craft another manifest with the
+    same tag.  A hash commitment cannot be matched without a second preimage.
+    """
+    return hashlib.sha256(TAG_DOMAIN + content).digest()[:TAG_LEN]

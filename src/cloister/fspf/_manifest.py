@@ -223,25 +223,23 @@ def save_plain(path: str, manifest: Manifest) -> bytes:
     header = MAGIC + KIND_PLAIN
     body = manifest.canonical()
     write_atomic(path, header + body)
-    return _crypto.plain_tag(header, body)
+    return _crypto.state_tag(header + body)
 
 
 def save_encrypted(path: str, manifest: Manifest, key: bytes) -> bytes:
-    """Write ``manifest`` encrypted under ``key``; returns its 16-byte GCM tag."""
+    """Write ``manifest`` encrypted under ``key``; returns its state tag (16 bytes)."""
     header = MAGIC + KIND_ENCRYPTED
     blob = _crypto.seal_blob(key, header, manifest.canonical())
     write_atomic(path, header + blob, 0o644)
-    return blob[-_crypto.TAG_LEN :]
+    return _crypto.state_tag(header + blob)
 
 
 def tag_of(kind: bytes, body: bytes) -> bytes:
     """The tag identifying a protection file's content, plain or encrypted."""
-    if kind == KIND_ENCRYPTED:
-        # nonce + at least the tag: anything shorter is a truncated file, not a state
-        if len(body) < _crypto.NONCE_LEN + _crypto.TAG_LEN:
-            raise errors.IntegrityError("the protection file is truncated: seal the tree again")
-        return body[-_crypto.TAG_LEN :]
-    return _crypto.plain_tag(MAGIC + kind, body)
+    if kind == KIND_ENCRYPTED and len(body) < _crypto.NONCE_LEN + _crypto.TAG_LEN:
+        # nonce + at least the GCM tag: anything shorter is a truncated file, not a state
+        raise errors.IntegrityError("the protection file is truncated: seal the tree again")
+    return _crypto.state_tag(MAGIC + kind + body)
 
 
 def load_plain(path: str) -> Manifest:
