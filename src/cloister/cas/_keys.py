@@ -64,10 +64,12 @@ def load_or_create_master_key(path: Path, *, create: bool = True) -> bytes:
     return key
 
 
-def secret_aad(session: str, session_hash: str, secret: str) -> bytes:
-    """AAD binding a blob to its row; NUL separators make the encoding unambiguous."""
-    return b"cloister-secret-v1\0" + b"\0".join(
-        part.encode("utf-8") for part in (session, session_hash, secret)
+def secret_aad(session: str, session_hash: str, secret: str, creator_key_hash: str) -> bytes:
+    """AAD binding a blob to its row and to the session's creator (who holds CREATOR
+    rights): a store writer who changes the creator column makes the secrets unreadable.
+    NUL separators make the encoding unambiguous."""
+    return b"cloister-secret-v2\0" + b"\0".join(
+        part.encode("utf-8") for part in (session, session_hash, secret, creator_key_hash)
     )
 
 

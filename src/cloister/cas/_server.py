@@ -31,6 +31,7 @@ from cloister.cas._sqlite import DB_FILE, SqliteStore
 from cloister.cas._tls import ClientCertAdapter, IdentityGateway
 from cloister.cas._wire_errors import JSONErrorConnection
 from cloister.cas.store import Store
+from cloister.policy import load_session
 
 _log = logging.getLogger(__name__)
 
@@ -197,9 +198,23 @@ def check_state(config: ServerConfig) -> list[str]:
     """Integrity check of a (stopped or running) CAS state: store and every sealed secret."""
     store = open_store(config)
     try:
-        return store.check_integrity()
+        problems = store.check_integrity()
+        for name in store.names():
+            for record in store.history(name):
+                if session_digest_of(record.text) != record.hash:
+                    problems.append(f"session {name!r} version {record.hash}: text does not "
+                                    "match its hash")
+        return problems
     finally:
         store.close()
+
+
+def session_digest_of(text: str) -> str:
+    """The hash a stored text must have ("" if it no longer parses)."""
+    try:
+        return load_session(text).digest
+    except errors.Error:
+        return ""
 
 
 __all__ = ["CASServer", "ServerConfig", "check_state"]

@@ -80,7 +80,15 @@ class SessionService:
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 — the service lives as long as the process
     def _parsed(self, name: str, session_hash: str, text: str) -> Session:
-        return load_session(text)
+        session = load_session(text)
+        # the hash is in every secret's AAD: checking the text against it ties the policy
+        # to its secrets, so a store writer cannot swap in a policy of their own
+        if session.digest != session_hash:
+            raise errors.StoreError(
+                f"stored session {name!r} version {session_hash[:12]}… fails its integrity "
+                "check (its text does not match its hash): restore the store from a backup"
+            )
+        return session
 
     def parsed(self, record: SessionRecord) -> Session:
         return self._parsed(record.name, record.hash, record.text)

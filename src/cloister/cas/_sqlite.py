@@ -73,6 +73,13 @@ def _store_error(exc: sqlite3.Error) -> errors.StoreError:
     return errors.StoreError(f"the CAS store failed: {text}")
 
 
+#: every secret with the creator of its session version (part of the blob's AAD)
+_SECRETS_WITH_CREATOR = (
+    "SELECT s.session, s.hash, s.secret, s.blob, v.creator_key_hash FROM secrets s "
+    "JOIN session_versions v ON v.name = s.session AND v.hash = s.hash"
+)
+
+
 class SqliteStore:
     """Sessions and sealed secrets in ``<state>/cas.db`` (see :mod:`cloister.cas.store`)."""
 
@@ -158,7 +165,8 @@ class SqliteStore:
             "INSERT INTO secrets (session, hash, secret, blob) VALUES (?,?,?,?)",
             [
                 (rec.name, rec.hash, secret,
-                 self._sealer.seal(value, secret_aad(rec.name, rec.hash, secret)))
+                 self._sealer.seal(
+                     value, secret_aad(rec.name, rec.hash, secret, rec.creator_key_hash)))
                 for secret, value in sorted(secrets.items())
             ],
         )
@@ -227,6 +235,15 @@ class SqliteStore:
         )
         return found[0] if found else None
 
+    def names(self) -> list[str]:
+        try:
+            rows = self._conn().execute(
+                "SELECT DISTINCT name FROM session_versions ORDER BY name"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return [str(row[0]) for row in rows]
+
     def history(self, name: str) -> list[SessionRecord]:
         return self._records(
             f"SELECT {_COLUMNS} FROM session_versions WHERE name=? ORDER BY id",  # noqa: S608
@@ -235,14 +252,13 @@ class SqliteStore:
 
     def secrets(self, name: str, session_hash: str) -> dict[str, bytes]:
         try:
-            rows = self._conn().execute(
-                "SELECT secret, blob FROM secrets WHERE session=? AND hash=?", (name, session_hash)
-            ).fetchall()
+            rows = self._conn().execute(_SECRETS_WITH_CREATOR + " WHERE s.session=? AND s.hash=?",
+                                        (name, session_hash)).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
         return {
-            secret: self._sealer.open(bytes(blob), secret_aad(name, session_hash, secret))
-            for secret, blob in rows
+            secret: self._sealer.open(bytes(blob), secret_aad(name, session_hash, secret, creator))
+            for _, _, secret, blob, creator in rows
         }
 
     def session_count(self) -> int:
@@ -263,12 +279,12 @@ class SqliteStore:
                 f"foreign key violation in {row[0]} (rowid {row[1]})"
                 for row in db.execute("PRAGMA foreign_key_check").fetchall()
             )
-            rows = db.execute("SELECT session, hash, secret, blob FROM secrets").fetchall()
+            rows = db.execute(_SECRETS_WITH_CREATOR).fetchall()
         except sqlite3.Error as exc:
             return [*problems, f"store unreadable: {exc}"]
-        for session, session_hash, secret, blob in rows:
+        for session, session_hash, secret, blob, creator in rows:
             try:
-                self._sealer.open(bytes(blob), secret_aad(session, session_hash, secret))
+                self._sealer.open(bytes(blob), secret_aad(session, session_hash, secret, creator))
             except errors.StoreError as exc:
                 problems.append(f"secret {secret!r} of {session!r} @ {session_hash}: {exc}")
         return problems

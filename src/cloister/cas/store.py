@@ -63,6 +63,10 @@ class Store(Protocol):
     def version(self, name: str, session_hash: str) -> SessionRecord | None:
         """A version of ``name`` by hash (current or historical), or ``None``."""
 
+    def names(self) -> list[str]:
+        """Every session name with at least one version, sorted."""
+        ...
+
     def history(self, name: str) -> list[SessionRecord]:
         """All versions of ``name``, oldest first."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +142,41 @@ def test_key_export_pinned_to_another_version_is_not_brought_along(svc: SessionS
         target="session: dst"), ALICE)
     svc.write(IMPORTER.format(name="dst", src="src"), ALICE)
     assert _released(svc, "dst", "their_ca").key_pem is None
+
+
+def _tamper(path: Path, sql: str, *args: str) -> None:
+    """What a writer of the database file (without the master key) can do."""
+    db = sqlite3.connect(path)
+    db.execute("DROP TRIGGER IF EXISTS versions_no_update")
+    db.execute(sql, args)
+    db.commit()
+    db.close()
+
+
+def test_a_policy_swapped_in_the_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cas.db"
+    store = SqliteStore(path, Sealer(bytes(32)))
+    svc = SessionService(store, SecretsEngine(), AuditLog(tmp_path / "audit.log"))
+    svc.write(EXPORTER.format(name="src", key_export="", target="session: dst"), ALICE)
+    store.close()
+    _tamper(path, "UPDATE session_versions SET text = replace(text, 'kind: ascii', "
+                  "'kind: ascii\n    export_public: true')")
+    store = SqliteStore(path, Sealer(bytes(32)))
+    svc = SessionService(store, SecretsEngine(), AuditLog(tmp_path / "audit2.log"))
+    with pytest.raises(errors.StoreError, match="fails its integrity check"):
+        svc.released_values("src")
+    store.close()
+
+
+def test_a_creator_swapped_in_the_store_makes_secrets_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "cas.db"
+    store = SqliteStore(path, Sealer(bytes(32)))
+    svc = SessionService(store, SecretsEngine(), AuditLog(tmp_path / "audit.log"))
+    svc.write(EXPORTER.format(name="src", key_export="", target="session: dst"), ALICE)
+    store.close()
+    _tamper(path, "UPDATE session_versions SET creator_key_hash = ?", MALLORY.key_hash)
+    store = SqliteStore(path, Sealer(bytes(32)))
+    with pytest.raises(errors.StoreError):
+        store.secrets("src", store.current("src").hash)  # type: ignore[union-attr]
+    assert store.check_integrity() != []
+    store.close()

@@ -130,9 +130,10 @@ def test_master_key_file_created_0600_and_checked(tmp_path: Path) -> None:
 
 def test_aad_binds_session_version_and_secret() -> None:
     sealer = Sealer(KEY)
-    blob = sealer.seal(b"v", secret_aad("s", "h", "x"))
-    assert sealer.open(blob, secret_aad("s", "h", "x")) == b"v"
-    for aad in (secret_aad("t", "h", "x"), secret_aad("s", "g", "x"), secret_aad("s", "h", "y")):
+    blob = sealer.seal(b"v", secret_aad("s", "h", "x", "c"))
+    assert sealer.open(blob, secret_aad("s", "h", "x", "c")) == b"v"
+    for aad in (secret_aad("t", "h", "x", "c"), secret_aad("s", "g", "x", "c"),
+                secret_aad("s", "h", "y", "c"), secret_aad("s", "h", "x", "d")):
         with pytest.raises(errors.StoreError):
             sealer.open(blob, aad)
     assert "hidden" in repr(sealer)
