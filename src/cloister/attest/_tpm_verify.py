@@ -83,10 +83,13 @@ class TpmVerifier:
         if not hmac.compare_digest(_evidence.platform_id(der), claims["platform_id"]):
             reasons.append("evidence platform_id is not the hash of the attestation key "
                            "(evidence from another platform key)")
+        # a sanity check, not a proof: the attributes are the ones the evidence carries,
+        # and platform_id pins only the public key, so what makes the AK a TPM's restricted
+        # key is the enrolment of that pin (cloister las enroll on the machine itself)
         missing = fmt.AK_REQUIRED_ATTRIBUTES & ~ak.attributes
         if missing or ak.attributes & fmt.ATTR_DECRYPT:
             reasons.append(f"attestation key attributes {ak.attributes:#010x} are not those of "
-                           "a restricted fixedTPM signing key (it could sign forged quotes)")
+                           "a restricted fixedTPM signing key")
         try:
             r, s = fmt.parse_signature(parts.signature)
             ak.key.verify(encode_dss_signature(r, s), parts.attest, ec.ECDSA(hashes.SHA256()))
