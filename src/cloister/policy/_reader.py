@@ -62,6 +62,21 @@ class Reader:
         else:
             self.error(node.mark, f"{where} must be a list, got {describe(node)}")
 
+    def each(
+        self,
+        node: Node | None,
+        where: str,
+        read: Callable[[Node], T | None],
+        *,
+        single_ok: bool = False,
+    ) -> tuple[T, ...]:
+        """``read`` of every item of an optional list; items it rejects (None) are dropped,
+        their errors already recorded."""
+        if node is None or is_null(node):
+            return ()
+        found = (read(item) for item in self.items(node, where, single_ok=single_ok))
+        return tuple(x for x in found if x is not None)
+
     # --- scalars -------------------------------------------------------------
 
     def string(self, node: Node, where: str, *, coerce: bool = False) -> str | None:

@@ -46,11 +46,7 @@ VOLUME_KEYS = ("name", "fspf_key", "fspf_tag", "export", "import")
 
 
 def secrets(r: Reader, node: Node | None) -> tuple[Secret, ...]:
-    if is_null(node):
-        return ()
-    assert node is not None
-    found = (_secret(r, item) for item in r.items(node, "secrets"))
-    return tuple(s for s in found if s is not None)
+    return r.each(node, "secrets", lambda item: _secret(r, item))
 
 
 def _secret(r: Reader, node: Node) -> Secret | None:
@@ -175,24 +171,18 @@ def _duration(r: Reader, node: Node | None, where: str):  # type: ignore[no-unty
 
 
 def _exports(r: Reader, node: Node | None, where: str) -> tuple[ExportTarget, ...]:
-    if node is None or is_null(node):
-        return ()
-    targets: list[ExportTarget] = []
-    for item in r.items(node, f"{where}.export", single_ok=True):
-        if item.kind == "scalar" and isinstance(item.value, str):
-            # the older short form: a bare session name
-            built = r.build(partial(ExportTarget, session=item.value), {}, item.mark)
-            targets += [built] if built else []
-            continue
-        fields = r.mapping(item, EXPORT_KEYS, f"{where}.export")
-        if fields is None:
-            continue
-        values = {
-            k: r.string(e.node, f"{where}.export.{k}", coerce=True) for k, e in fields.items()
-        }
-        built = r.build(lambda v=values: ExportTarget(**v), fields, item.mark)  # type: ignore[misc]
-        targets += [built] if built else []
-    return tuple(targets)
+    return r.each(node, f"{where}.export", lambda item: _export(r, item, where), single_ok=True)
+
+
+def _export(r: Reader, item: Node, where: str) -> ExportTarget | None:
+    if item.kind == "scalar" and isinstance(item.value, str):
+        # the older short form: a bare session name
+        return r.build(partial(ExportTarget, session=item.value), {}, item.mark)
+    fields = r.mapping(item, EXPORT_KEYS, f"{where}.export")
+    if fields is None:
+        return None
+    values = {k: r.string(e.node, f"{where}.export.{k}", coerce=True) for k, e in fields.items()}
+    return r.build(lambda: ExportTarget(**values), fields, item.mark)
 
 
 def _import(r: Reader, node: Node | None, where: str) -> ImportSource | None:
@@ -259,22 +249,20 @@ def _pcr_pins(r: Reader, node: Node | None) -> tuple[tuple[int, str], ...]:
 
 def volumes(r: Reader, node: Node | None) -> tuple[Volume, ...]:
     """``volumes:``: names only; cloister generates each volume's key in the CAS."""
-    if node is None or is_null(node):
-        return ()
-    found: list[Volume] = []
-    for item in r.items(node, "volumes"):
-        fields = r.mapping(item, VOLUME_KEYS, "a volume")
-        if fields is None:
-            continue
-        for key in ("fspf_key", "fspf_tag", "export", "import"):
-            if key in fields:
-                r.error(fields[key].key_mark, f"volume {key!r} is not supported by cloister: "
-                        "remove it (the CAS generates and keeps each volume's key)")
-        name_node = get(fields, "name")
-        name = None if name_node is None else r.string(name_node, "volume name")
-        if name_node is None:
-            r.error(item.mark, "a volume needs a 'name'")
-        if name is not None:
-            built = r.build(lambda n=name: Volume(n), fields, item.mark)  # type: ignore[misc]
-            found += [built] if built else []
-    return tuple(found)
+    return r.each(node, "volumes", lambda item: _volume(r, item))
+
+
+def _volume(r: Reader, item: Node) -> Volume | None:
+    fields = r.mapping(item, VOLUME_KEYS, "a volume")
+    if fields is None:
+        return None
+    for key in ("fspf_key", "fspf_tag", "export", "import"):
+        if key in fields:
+            r.error(fields[key].key_mark, f"volume {key!r} is not supported by cloister: "
+                    "remove it (the CAS generates and keeps each volume's key)")
+    name_node = get(fields, "name")
+    if name_node is None:
+        r.error(item.mark, "a volume needs a 'name'")
+        return None
+    name = r.string(name_node, "volume name")
+    return None if name is None else r.build(lambda: Volume(name), fields, item.mark)

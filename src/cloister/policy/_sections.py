@@ -75,11 +75,7 @@ def access_policy(r: Reader, node: Node | None) -> AccessPolicy | None:
 
 
 def services(r: Reader, node: Node | None) -> tuple[Service, ...]:
-    if is_null(node):
-        return ()
-    assert node is not None
-    found = (_service(r, item) for item in r.items(node, "services"))
-    return tuple(s for s in found if s is not None)
+    return r.each(node, "services", lambda item: _service(r, item))
 
 
 def _service(r: Reader, node: Node) -> Service | None:
@@ -168,12 +164,10 @@ def _variants(r: Reader, fields: dict[str, Entry], where: str) -> tuple[Attestat
         if values:
             built = r.build(lambda: AttestationVariant(mrenclaves=values), fields, legacy.mark)
             variants += [built] if built else []
-    node = get(fields, "attestation")
-    if not is_null(node):
-        assert node is not None
-        for item in r.items(node, f"{where}.attestation", single_ok=True):
-            variant = _variant(r, item, where)
-            variants += [variant] if variant else []
+    variants += r.each(
+        get(fields, "attestation"), f"{where}.attestation",
+        lambda item: _variant(r, item, where), single_ok=True,
+    )
     return tuple(variants)
 
 
@@ -222,11 +216,7 @@ volumes = _secrets_section.volumes
 
 
 def images(r: Reader, node: Node | None) -> tuple[Image, ...]:
-    if is_null(node):
-        return ()
-    assert node is not None
-    found = (_image(r, item) for item in r.items(node, "images"))
-    return tuple(i for i in found if i is not None)
+    return r.each(node, "images", lambda item: _image(r, item))
 
 
 def _image(r: Reader, node: Node) -> Image | None:
@@ -237,21 +227,11 @@ def _image(r: Reader, node: Node) -> Image | None:
     if name is None:
         r.error(node.mark, "an image needs a 'name'")
         return None
-    files_node = get(fields, "injection_files")
-    files: list[InjectionFile] = []
-    if not is_null(files_node):
-        assert files_node is not None
-        for item in r.items(files_node, f"image {name!r}.injection_files"):
-            injected = _injection_file(r, item, name)
-            files += [injected] if injected else []
-    mounts: list[ImageVolume] = []
-    volumes_node = get(fields, "volumes")
-    if not is_null(volumes_node):
-        assert volumes_node is not None
-        for item in r.items(volumes_node, f"image {name!r}.volumes"):
-            mount = _image_volume(r, item, name)
-            mounts += [mount] if mount else []
-    return r.build(lambda: Image(name, tuple(files), tuple(mounts)), fields, node.mark)
+    files = r.each(get(fields, "injection_files"), f"image {name!r}.injection_files",
+                   lambda item: _injection_file(r, item, name))
+    mounts = r.each(get(fields, "volumes"), f"image {name!r}.volumes",
+                    lambda item: _image_volume(r, item, name))
+    return r.build(lambda: Image(name, files, mounts), fields, node.mark)
 
 
 def _image_volume(r: Reader, node: Node, image: str) -> ImageVolume | None:
