@@ -184,6 +184,8 @@ def exec_native(config: LaunchConfig, program: str) -> None:
         raise errors.LaunchError(
             f"session {config.session} gives service {config.service} no command to run"
         )
+    # by path first, so a refused file creates no directory on disk; then by descriptor
+    # while writing, which no link or rename between the two steps can fool
     check_memory_backed(config.files)
     write_files(config.files)
     config.enter_pwd()
