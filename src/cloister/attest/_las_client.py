@@ -11,6 +11,11 @@ from typing import Any
 
 from cloister import errors
 
+
+class LasUnreachable(errors.EvidenceError):
+    """The LAS could not be reached at all (worth retrying; any other failure is not)."""
+
+
 #: the LAS's port (SCONE's too); defined here so clients need not import the server
 DEFAULT_PORT = 18766
 
@@ -56,7 +61,7 @@ class LasClient:
             response = conn.getresponse()
             raw = response.read()
         except OSError as exc:
-            raise errors.EvidenceError(
+            raise LasUnreachable(
                 f"LAS at {self.addr} is unreachable: {exc}",
                 details=["start it with `cloister las serve`, or set CLOISTER_LAS_ADDR"],
             ) from None

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cloister import errors
 from cloister.attest import (
     LasClient,
     generate_ephemeral_key,
@@ -27,6 +26,7 @@ from cloister.attest import (
     public_key_bytes_of,
     report_data,
 )
+from cloister.attest._las_client import LasUnreachable
 from cloister.runtime._config import LaunchConfig
 from cloister.runtime._https import Unreachable, post_json
 from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings, split_address
@@ -50,9 +50,7 @@ def _retrying(what: str, call: Callable[[], T], budget: float) -> T:
     while True:
         try:
             return call()
-        except (Unreachable, errors.EvidenceError) as err:
-            if isinstance(err, errors.EvidenceError) and "is unreachable" not in err.message:
-                raise
+        except (Unreachable, LasUnreachable) as err:
             if time.monotonic() + delay > deadline:
                 raise type(err)(
                     f"{err.message} (gave up after {budget:.0f}s of retries; "
