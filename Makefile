@@ -4,8 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all lint typecheck bench clean
+.PHONY: run test test-all lint typecheck bench clean deps deps-run
 
+## the Debian packages (scripts/install-deps: apt-get as root, else it prints the command)
+deps:
+	@scripts/install-deps test
+
+deps-run:
+	@scripts/install-deps run
+
+# `test: deps $(STAMP)`: deps first, so the TPM extra below finds libtss2-dev
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -21,13 +29,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## the whole test suite (fast subset of the fault suite), plus lint and types
-test: $(STAMP)
+test: deps $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests
 
 ## everything, including the long fault and fuzz cases
-test-all: $(STAMP)
+test-all: deps $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
 
 lint: $(STAMP)
@@ -45,19 +53,6 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 
 ## the main job: the confidential patient service on this machine, until Ctrl-C
-## (redis-server, gocryptfs and fuse3 come from the distribution; installed here when
-## missing and root)
-run: $(STAMP)
-	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v gocryptfs >/dev/null 2>&1 || missing="$$missing gocryptfs fuse3"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing$$missing (apt-get install$$missing)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
-	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
-	  else \
-	    echo "missing:$$missing; install with: sudo apt-get install$$missing"; exit 1; \
-	  fi; \
-	fi
+## (redis-server, gocryptfs and fuse3 come from the distribution: scripts/install-deps run)
+run: deps-run $(STAMP)
 	$(BIN)/cloister demo up $(DEMO_ARGS)

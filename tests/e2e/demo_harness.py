@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 CLOISTER = str(Path(sys.executable).parent / "cloister")
 
@@ -39,9 +42,16 @@ class Demo:
     las_port: int
     redis_port: int
     api_port: int
+    #: ``support.disk_state("/tls")`` before the demo started
+    tls_before: frozenset[tuple[str, int, int]] | None = None
 
     @classmethod
     def fresh(cls, directory: Path) -> Demo:
+        missing = [tool for tool in ("redis-server", "gocryptfs", "fusermount3")
+                   if shutil.which(tool) is None]
+        if missing:
+            pytest.skip(f"{', '.join(missing)} not installed: run scripts/install-deps "
+                        "(or apt-get install redis-server gocryptfs fuse3)")
         return cls(directory, free_port(), free_port(), free_port(), free_port())
 
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

@@ -18,11 +18,13 @@ import pytest
 from demo_harness import CLOISTER, FIELDS, SEED_FORM, Demo
 
 from cloister.demo import Layout
+from support import disk_state
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     d = Demo.fresh(tmp_path_factory.mktemp("demo") / "demo")
+    d.tls_before = disk_state("/tls")
     d.up()
     try:
         yield d
@@ -155,7 +157,7 @@ def test_no_secret_file_or_patient_field_on_disk(demo: Demo, tmp_path: Path) -> 
     status, _ = demo.api(tmp_path, "-X", "POST", f"https://api:{demo.api_port}/patient/secret_1",
                          "-d", SEED_FORM.replace("123-223-2345", ssn))
     assert status == 201
-    assert not Path("/tls").exists(), "the API's injected files must stay in memory"
+    assert disk_state("/tls") == demo.tls_before, "the API's injected files must stay in memory"
     logs = [p for p in demo.dir.rglob("*.log") if p.is_file()]
     assert {p.name for p in logs} >= {"api.log", "redis.log", "cas.log", "las.log"}
     for log in logs:

@@ -18,6 +18,8 @@ import pytest
 from cas_harness import CLOISTER, free_port
 from run_harness import platform, python_measurement
 
+from support import disk_state
+
 APP = """\
 import os
 import redis
@@ -149,6 +151,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed: apt-get install redis-server redis-tools")
     root = tmp_path_factory.mktemp("flask-redis")
+    tls_before = disk_state("/tls")
     shm = Path("/dev/shm") / f"cloister-e2e-{root.name}"
     app = root / "app.py"
     app.write_text(APP)
@@ -171,7 +174,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
             values = plat.cas.curl("/v1/values/session=flask-e2e", insecure=True).json()
             ca.write_text(values["values"]["api_ca_cert"]["value"])
             yield {"plat": plat, "root": root, "shm": shm, "ca": ca, "api_port": api_port,
-                   "redis_port": redis_port}
+                   "redis_port": redis_port, "tls_before": tls_before}
         finally:
             for proc in procs:
                 proc.terminate()
@@ -206,7 +209,7 @@ def test_flask_talks_to_redis_over_mutual_tls(system: dict[str, object]) -> None
     assert first["motd"] == "hello from the policy"
     second = json.loads(curl_api(system).stdout)
     assert second["count"] == int(str(first["count"])) + 1
-    assert not Path("/tls").exists(), "injected files of the Python program reached the disk"
+    assert disk_state("/tls") == system["tls_before"], "injected files reached the disk"
 
 
 def test_api_certificate_is_verified_by_the_exported_ca(system: dict[str, object]) -> None:

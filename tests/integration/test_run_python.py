@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from run_harness import Platform, platform, python_measurement
 
+from support import disk_state
+
 PROGRAM = """\
 import os, sys, pathlib
 print("argv", sys.argv[1:])
@@ -77,6 +79,7 @@ def program(tmp_path: Path) -> Path:
 
 def test_python_program_gets_its_configuration_in_memory(plat: Platform, program: Path) -> None:
     plat.create(session("ok", program, python_measurement()))
+    tls_before = disk_state("/tls")
     done = plat.run("ok/app")
     assert done.returncode == 7, done.stderr
     assert done.stdout.splitlines() == [
@@ -88,7 +91,7 @@ def test_python_program_gets_its_configuration_in_memory(plat: Platform, program
         "exists True False",
         f"cwd {program.parent}",
     ]
-    assert not Path("/tls").exists()
+    assert disk_state("/tls") == tls_before, "injected files of the program reached the disk"
     assert (program.parent / "ran").read_text() == "ran"
 
 
