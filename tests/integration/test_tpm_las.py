@@ -28,6 +28,7 @@ from cloister.attest import (
     generate_ephemeral_key,
     public_key_bytes_of,
     report_data,
+    simulation,
 )
 from cloister.cas._decide import Decision, decide
 from cloister.policy import AttestationSecurity, AttestationVariant, Service
@@ -211,7 +212,7 @@ def test_enroll_prints_the_same_platform_id_and_the_pcrs(
 def test_same_policy_refuses_simulation_evidence() -> None:
     sim_key = Ed25519PrivateKey.generate()
     nonce, key = os.urandom(32), public_key_bytes_of(generate_ephemeral_key())
-    evidence = _evidence.sign_simulation(sim_key, measurement=M, fspf_tag=TAG,
+    evidence = simulation.sign_simulation(sim_key, measurement=M, fspf_tag=TAG,
                                          report_data_hex=report_data(nonce, key).hex())
     pid = _evidence.platform_id(_evidence.spki_der(sim_key.public_key()))
     reasons = _decide(evidence, nonce, key, platforms=(pid,)).reasons

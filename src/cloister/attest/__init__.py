@@ -11,7 +11,11 @@ Flow (``cloister run`` ↔ CAS):
    configuration :func:`seal_to` the ephemeral key, which only the runtime
    can :func:`open_sealed`.
 
-Trust model: evidence types are pluggable verifiers.  **simulation**: the LAS
+Evidence types are plug-ins (:mod:`._plugin`): one subpackage each
+(``simulation/``, ``tpm/``, …) with its format, pure verifier, claims,
+policy keys and LAS quoter, listed in :mod:`._registry`.
+
+Trust model:  **simulation**: the LAS
 signs a quote with a software key; it proves which code was launched to
 someone who trusts the host, and nothing against a host administrator.
 **tpm**: a TPM 2.0 quote by an attestation key under the endorsement
@@ -23,9 +27,9 @@ asserted by the LAS unless PCRs the policy pins cover it.
 import importlib
 from typing import Any
 
+from cloister.attest._collateral import load_collateral
 from cloister.attest._evidence import (
     FORMAT,
-    SIMULATION,
     VERSION,
     canonical_json,
     evidence_type,
@@ -34,46 +38,60 @@ from cloister.attest._evidence import (
 )
 from cloister.attest._las_client import LasClient, default_las_address
 from cloister.attest._measure import is_python_interpreter, measure
+from cloister.attest._plugin import (
+    NO_COLLATERAL,
+    Collateral,
+    EvidenceType,
+    PolicyKey,
+    Quoter,
+    VerifiedClaims,
+    Verifier,
+)
 from cloister.attest._seal import (
     generate_ephemeral_key,
     open_sealed,
     public_key_bytes_of,
     seal_to,
 )
-from cloister.attest._tpm_format import TPM, qualifying_data
-from cloister.attest._tpm_verify import TpmVerifier
-from cloister.attest._verify import VERIFIERS, SimulationVerifier, VerifiedClaims, Verifier
+from cloister.attest.simulation import SIMULATION, SimulationVerifier
+from cloister.attest.tpm import TPM, TpmVerifier, qualifying_data
 
-VERIFIERS[TPM] = TpmVerifier()
-
-#: the LAS server and the TPM quoter are imported on first use: ``cloister run`` needs
-#: neither, and its start-up time is the service's (http.server, tpm2-pytss)
+#: the LAS server, the TPM quoter and the registry are imported on first use:
+#: ``cloister run`` needs none of them, and its start-up time is the service's
 _LAZY = {
     "DEFAULT_LISTEN": "cloister.attest._las",
     "LasServer": "cloister.attest._las",
     "make_server": "cloister.attest._las",
-    "DEFAULT_PCRS": "cloister.attest._tpm_quoter",
-    "TpmQuoter": "cloister.attest._tpm_quoter",
-    "parse_pcrs": "cloister.attest._tpm_quoter",
+    "DEFAULT_PCRS": "cloister.attest.tpm._quoter",
+    "TpmQuoter": "cloister.attest.tpm._quoter",
+    "parse_pcrs": "cloister.attest.tpm._quoter",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "VERIFIERS":  # evidence type → verifier, from the plug-in registry
+        return importlib.import_module("cloister.attest._registry").verifiers()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cloister.attest' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
+
 __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_PCRS",
     "FORMAT",
+    "NO_COLLATERAL",
     "SIMULATION",
     "TPM",
     "VERIFIERS",
     "VERSION",
+    "Collateral",
+    "EvidenceType",
     "LasClient",
     "LasServer",
+    "PolicyKey",
+    "Quoter",
     "SimulationVerifier",
     "TpmQuoter",
     "TpmVerifier",
@@ -84,6 +102,7 @@ __all__ = [
     "evidence_type",
     "generate_ephemeral_key",
     "is_python_interpreter",
+    "load_collateral",
     "make_server",
     "measure",
     "open_sealed",

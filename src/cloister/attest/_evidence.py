@@ -6,19 +6,17 @@ separators=(",", ":"), ensure_ascii=True)``) of one object::
 
     {"format": "cloister-evidence", "version": 1, "type": "<evidence type>", ...}
 
-The outer ``type`` selects the verifier (:mod:`._verify`); the remaining
-fields belong to that type.  For ``type: "simulation"``::
+The outer ``type`` selects the plug-in (:mod:`._registry`); the remaining
+fields belong to that type, and every type carries the runtime ``claims``
+the LAS was asked to quote (:func:`parse_claims`)::
 
-    "claims": {"type": "simulation",
+    "claims": {"type": "<evidence type>",
                "measurement": "<64 lower-case hex>",
                "fspf_tag": "<32 lower-case hex>" | null,
                "report_data": "<64 lower-case hex>",
-               "platform_id": "<64 lower-case hex>"},
-    "public_key": "<base64 of the platform key's DER SubjectPublicKeyInfo>",
-    "signature": "<base64 Ed25519 signature>"
+               "platform_id": "<64 lower-case hex>"}
 
-The signature covers ``b"cloister-evidence-v1\\0" + canonical_json(claims)``.
-``platform_id`` is the SHA-256 hex of the DER SPKI of the signing key, and
+``platform_id`` is the SHA-256 hex of the DER SPKI of the quoting key, and
 ``report_data`` is ``SHA256(nonce ‖ ephemeral public key bytes)`` (see
 :func:`report_data`).  Parsing is strict: unknown or missing keys, duplicate
 keys, upper-case hex or evidence over :data:`MAX_EVIDENCE_BYTES` are refused.
@@ -26,29 +24,23 @@ keys, upper-case hex or evidence over :data:`MAX_EVIDENCE_BYTES` are refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloister import errors
 
 FORMAT = "cloister-evidence"
 VERSION = 1
-SIMULATION = "simulation"
-#: domain separation of the signed bytes (never reuse the key for anything else)
-SIGNATURE_CONTEXT = b"cloister-evidence-v1\0"
-MAX_EVIDENCE_BYTES = 16 * 1024
+#: a TDX quote or an SNP report with its certificate table, base64, fits with room
+MAX_EVIDENCE_BYTES = 64 * 1024
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX32 = re.compile(r"[0-9a-f]{32}")
-_CLAIM_KEYS = frozenset({"type", "measurement", "fspf_tag", "report_data", "platform_id"})
-_SIMULATION_KEYS = frozenset({"format", "version", "type", "claims", "public_key", "signature"})
+CLAIM_KEYS = frozenset({"type", "measurement", "fspf_tag", "report_data", "platform_id"})
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -90,32 +82,6 @@ def check_claim_values(measurement: str, fspf_tag: str | None, report_data_hex: 
     return problems
 
 
-def sign_simulation(
-    key: Ed25519PrivateKey, *, measurement: str, fspf_tag: str | None, report_data_hex: str
-) -> bytes:
-    """Simulation evidence over the given claims, signed by ``key`` (the LAS platform key)."""
-    problems = check_claim_values(measurement, fspf_tag, report_data_hex)
-    if problems:
-        raise errors.EvidenceError("cannot quote malformed claims", details=problems)
-    der = spki_der(key.public_key())
-    claims = {
-        "type": SIMULATION,
-        "measurement": measurement,
-        "fspf_tag": fspf_tag,
-        "report_data": report_data_hex,
-        "platform_id": platform_id(der),
-    }
-    signature = key.sign(SIGNATURE_CONTEXT + canonical_json(claims))
-    return canonical_json({
-        "format": FORMAT,
-        "version": VERSION,
-        "type": SIMULATION,
-        "claims": claims,
-        "public_key": base64.b64encode(der).decode(),
-        "signature": base64.b64encode(signature).decode(),
-    })
-
-
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -153,34 +119,38 @@ def evidence_type(evidence: bytes) -> str:
     return type_
 
 
-def parse_simulation(evidence: bytes) -> tuple[dict[str, Any], bytes, bytes]:
-    """``(claims, public key DER, signature)`` of simulation evidence, shape-checked only.
+def parse_claims(claims: Any, type_: str) -> dict[str, Any]:
+    """The runtime claims object every cloister envelope carries, shape-checked.
 
-    Nothing here is authenticated: the caller verifies the signature.
+    ``{"type", "measurement", "fspf_tag", "report_data", "platform_id"}``:
+    what the LAS was asked to quote.  Nothing here is authenticated.
     """
-    obj = parse_envelope(evidence)
-    if obj["type"] != SIMULATION:
-        raise errors.EvidenceError(f"evidence type is {obj['type']!r}, not {SIMULATION!r}")
-    if set(obj) != _SIMULATION_KEYS:
-        raise errors.EvidenceError(
-            "simulation evidence has unexpected fields",
-            details=[f"fields: {', '.join(sorted(obj))}"],
-        )
-    claims = obj["claims"]
-    if not isinstance(claims, dict) or set(claims) != _CLAIM_KEYS:
-        raise errors.EvidenceError("simulation claims must have exactly the fields "
-                                   f"{', '.join(sorted(_CLAIM_KEYS))}")
+    if not isinstance(claims, dict) or set(claims) != CLAIM_KEYS:
+        raise errors.EvidenceError(f"{type_} claims must have exactly the fields "
+                                   f"{', '.join(sorted(CLAIM_KEYS))}")
     problems = check_claim_values(claims["measurement"], claims["fspf_tag"],
                                   claims["report_data"])
-    if claims["type"] != SIMULATION:
-        problems.append("claims type must be 'simulation'")
+    if claims["type"] != type_:
+        problems.append(f"claims type must be {type_!r}")
     if not isinstance(claims["platform_id"], str) or not HEX64.fullmatch(claims["platform_id"]):
         problems.append("platform_id must be 64 lower-case hex digits")
     if problems:
-        raise errors.EvidenceError("simulation claims are malformed", details=problems)
-    try:
-        der = base64.b64decode(obj["public_key"], validate=True)
-        signature = base64.b64decode(obj["signature"], validate=True)
-    except (TypeError, binascii.Error):
-        raise errors.EvidenceError("evidence public_key or signature is not base64") from None
-    return claims, der, signature
+        raise errors.EvidenceError(f"{type_} claims are malformed", details=problems)
+    return claims
+
+
+def parse_typed(evidence: bytes, type_: str, keys: frozenset[str]) -> dict[str, Any]:
+    """The envelope of ``evidence`` if it is ``type_`` with exactly ``keys`` (unauthenticated)."""
+    obj = parse_envelope(evidence)
+    if obj["type"] != type_:
+        raise errors.EvidenceError(f"evidence type is {obj['type']!r}, not {type_!r}")
+    if set(obj) != keys:
+        raise errors.EvidenceError(f"{type_} evidence has unexpected fields",
+                                   details=[f"fields: {', '.join(sorted(obj))}"])
+    obj["claims"] = parse_claims(obj["claims"], type_)
+    return obj
+
+
+def message(exc: errors.EvidenceError) -> str:
+    """An evidence error as one reason line (message and details)."""
+    return exc.message + "".join(f"; {d}" for d in exc.details)

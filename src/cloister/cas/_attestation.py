@@ -23,10 +23,11 @@ import json
 import secrets
 import threading
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cloister import errors
-from cloister.attest import seal_to
+from cloister.attest import NO_COLLATERAL, seal_to
 from cloister.cas._decide import decide
 from cloister.cas._http import Request, Response
 from cloister.cas._release import build_config, parse_config_id, resolve_service
@@ -40,6 +41,8 @@ NONCE_TTL = 60.0
 #: outstanding nonces kept at most; beyond it new ones are refused (503) until some expire
 MAX_NONCES = 10_000
 _EXTENSION = "attestation.nonces"
+#: ``ctx.extensions`` key of the :class:`cloister.attest.Collateral` verifiers get
+COLLATERAL_EXTENSION = "attestation.collateral"
 
 
 class NonceCache:
@@ -173,6 +176,8 @@ def post_config(ctx: AppContext, req: Request) -> Response:
         nonce=nonce,
         nonce_ok=nonce_ok,
         ephemeral_public_key=public_key,
+        now=datetime.now(UTC),
+        collateral=ctx.extensions.get(COLLATERAL_EXTENSION, NO_COLLATERAL),
     )
     if not decision.accepted:
         return _refuse(ctx, config_id, session_name, decision.reasons)

@@ -6,16 +6,20 @@
 1. **nonce** — the CAS nonce was known, unexpired and unused.  Single-use
    consumption is the store's job; the caller passes the outcome as
    ``nonce_ok`` (``True``, or the reason it failed).
-2. **authenticity** — the verifier registered for the evidence's declared
-   type accepts it (well-formed, validly signed).
+2. **authenticity** — the verifier of the evidence type's plug-in accepts it
+   (well-formed, validly signed, chained to its trusted root, collateral
+   valid at ``now``).
 3. **binding** — the evidence's report data equals ``SHA256(nonce ‖
    ephemeral public key)``, so the configuration sealed to that key can only
    be opened by the attested process.
 4. **identity** — the measurement matches one of the service's attestation
    variants (every factor of a variant must hold; a variant that names only a
    ``signer`` cannot match evidence that carries no signer, such as
-   ``simulation``), PCR values pinned by ``security.attestation.tpm_pcrs``
-   equal the authenticated ones (evidence without PCRs fails a pin), the
+   ``simulation``), every reference value the policy sets under
+   ``security.attestation`` (a plug-in's extension key such as ``tpm_pcrs``)
+   holds for the claims as that key's plug-in checks it, evidence that
+   counts only against a reference value (``requires_pins``, e.g. a launch
+   measurement a CPU signs for any VM) has one set, the
    platform id is in ``platforms`` if any are listed — and evidence whose key
    only a pin vouches for (``requires_platform_pin``, e.g. TPM without an EK
    chain) needs ``platforms`` listed,
@@ -42,10 +46,19 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cloister import errors
-from cloister.attest import VERIFIERS, VerifiedClaims, Verifier, evidence_type
+from cloister.attest import (
+    NO_COLLATERAL,
+    Collateral,
+    PolicyKey,
+    VerifiedClaims,
+    Verifier,
+    evidence_type,
+)
+from cloister.attest import _registry as registry
 
 if TYPE_CHECKING:
     from cloister.policy import AttestationSecurity, Service, Signer
@@ -135,15 +148,20 @@ def decide(
     nonce: bytes,
     nonce_ok: bool | str,
     ephemeral_public_key: bytes,
+    now: datetime | None = None,
+    collateral: Collateral = NO_COLLATERAL,
     verifiers: Mapping[str, Verifier] | None = None,
+    policy_keys: Mapping[str, PolicyKey] | None = None,
 ) -> Decision:
     """Decide whether ``evidence`` earns ``service``'s configuration (steps in the module doc).
 
-    ``attestation`` is the session's ``security.attestation``; ``verifiers``
-    defaults to :data:`cloister.attest.VERIFIERS`.  Never raises on hostile
-    input: malformed evidence is a reason like any other.
+    ``attestation`` is the session's ``security.attestation``; ``now`` and
+    ``collateral`` go to the verifier (which reads neither clock nor disk);
+    ``verifiers`` and ``policy_keys`` default to the plug-in registry's.
+    Never raises on hostile input: malformed evidence is a reason like any other.
     """
-    registry = VERIFIERS if verifiers is None else verifiers
+    verifier_table = registry.verifiers() if verifiers is None else verifiers
+    keys = registry.policy_keys() if policy_keys is None else policy_keys
     reasons: list[str] = []
     expected = hashlib.sha256(nonce + ephemeral_public_key).digest()
     none_mode = attestation.mode == "none"
@@ -153,7 +171,8 @@ def decide(
         reasons.append(nonce_ok if isinstance(nonce_ok, str) and nonce_ok else NONCE_REASON)
 
     # (2) authenticity: the verifier for the declared evidence type
-    claims = _authenticate(evidence, expected, registry, reasons)
+    claims = _authenticate(evidence, expected, verifier_table, reasons,
+                           now=now, collateral=collateral)
 
     if claims is not None:
         # (3) binding: report data == SHA256(nonce ‖ ephemeral public key)
@@ -161,11 +180,11 @@ def decide(
         if binding is not None:
             reasons.append(binding)
 
-        # (4) identity: measurement, pinned PCRs, platform, fspf tag
+        # (4) identity: measurement, reference values, platform, fspf tag
         if not none_mode:
             reasons += _check_measurement(service, claims)
             platforms = tuple(p.lower() for p in service.platforms)
-            reasons += _check_pcrs(attestation, claims)
+            reasons += _check_references(attestation, claims, keys)
             if claims.requires_platform_pin and not platforms:
                 reasons.append(
                     f"{claims.evidence_type} evidence is trusted only for a platform the policy "
@@ -194,20 +213,22 @@ def decide(
 
 
 def _authenticate(
-    evidence: bytes, expected: bytes, registry: Mapping[str, Verifier], reasons: list[str]
+    evidence: bytes, expected: bytes, table: Mapping[str, Verifier], reasons: list[str],
+    *, now: datetime | None, collateral: Collateral,
 ) -> VerifiedClaims | None:
     try:
         type_ = evidence_type(evidence)
     except errors.EvidenceError as exc:
         reasons.append(f"evidence is malformed: {exc.message}")
         return None
-    verifier = registry.get(type_)
+    verifier = table.get(type_)
     if verifier is None:
-        known = ", ".join(sorted(registry)) or "none"
+        known = ", ".join(sorted(table)) or "none"
         reasons.append(f"evidence type {type_!r} has no verifier on this CAS (known: {known})")
         return None
     try:
-        result = verifier.verify(evidence, expected_report_data=expected)
+        result = verifier.verify(evidence, expected_report_data=expected, now=now,
+                                 collateral=collateral)
     except Exception:  # a plug-in bug must refuse, never accept or crash the CAS
         reasons.append(f"the {type_} verifier failed on this evidence")
         return None
@@ -220,17 +241,25 @@ def _authenticate(
     return None
 
 
-def _check_pcrs(attestation: AttestationSecurity, claims: VerifiedClaims) -> list[str]:
-    """Pinned PCRs (``security.attestation.tpm_pcrs``) against the authenticated values."""
+def _check_references(
+    attestation: AttestationSecurity, claims: VerifiedClaims, keys: Mapping[str, PolicyKey]
+) -> list[str]:
+    """Every plug-in reference value the policy sets, checked by the plug-in that owns it."""
     reasons = []
-    for index, want in attestation.tpm_pcrs:
-        got = claims.pcrs.get(index)
-        if got is None:
-            reasons.append(f"PCR sha256:{index} is pinned by security.attestation.tpm_pcrs, but "
-                           f"{claims.evidence_type} evidence does not carry it")
-        elif got != want:
-            reasons.append(f"PCR sha256:{index} is {got}, security.attestation.tpm_pcrs "
-                           f"requires {want}")
+    for name, value in sorted(attestation.extensions.items()):
+        key = keys.get(name)
+        if key is None:  # fail closed: a pin nobody checks must not pass silently
+            reasons.append(f"security.attestation.{name} is set, but no evidence type on this "
+                           "CAS checks it")
+            continue
+        try:
+            reasons += key.check(value, claims)
+        except Exception:  # a plug-in bug must refuse, never accept or crash the CAS
+            reasons.append(f"the check of security.attestation.{name} failed on this evidence")
+    if claims.requires_pins and not any(p in attestation.extensions for p in claims.requires_pins):
+        wanted = " or ".join(f"security.attestation.{p}" for p in claims.requires_pins)
+        reasons.append(f"{claims.evidence_type} evidence counts only against reference values: "
+                       f"set {wanted} (the hardware signs whatever was launched)")
     return reasons
 
 

@@ -19,7 +19,9 @@ from typing import Any
 from cheroot import wsgi
 
 from cloister import errors
+from cloister.attest import load_collateral
 from cloister.cas._app import DEFAULT_MAX_BODY, AppContext, CASApp
+from cloister.cas._attestation import COLLATERAL_EXTENSION
 from cloister.cas._audit import AUDIT_FILE, AuditLog
 from cloister.cas._engine import SecretEngine
 from cloister.cas._identity import CASIdentity, load_or_create_identity
@@ -55,6 +57,9 @@ class ServerConfig:
     #: seconds a connection may stay idle or take to send a request
     timeout: int = 30
     extra_routes: tuple[Route, ...] = field(default=())
+    #: attestation collateral (certificates, TCB info, CRLs; ``trusted-roots/`` adds roots)
+    #: read once at start and given to every verifier
+    collateral: Path | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -133,6 +138,8 @@ class CASServer:
             self.store, self.audit, engine or default_engine(), self.identity,
             max_body=config.max_body,
         )
+        if config.collateral is not None:
+            self.context.extensions[COLLATERAL_EXTENSION] = load_collateral(config.collateral)
         self.app = CASApp(self.context, route_table(config.extra_routes))
         server = wsgi.Server(
             config.listen, self.app, numthreads=config.threads, max=config.max_threads,

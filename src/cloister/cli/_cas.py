@@ -56,6 +56,11 @@ def _add_serve(cas_sub: Any) -> None:
     )
     p.add_argument("--threads", type=bounded_int(1, 1024, "threads"), default=16,
                    help="worker threads (default 16)")
+    p.add_argument(
+        "--collateral", type=Path, default=None, metavar="DIR",
+        help="attestation collateral: VCEK/VLEK certificates, TDX TCB info, QE identity and "
+        "CRLs; DIR/trusted-roots/ adds trusted roots (read once at start)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -71,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         sans=tuple(args.san),
         max_body=args.max_body,
         threads=args.threads,
+        collateral=args.collateral,
     )
     CASServer(config).serve_forever()
     return 0

@@ -10,7 +10,9 @@ from types import FrameType
 from typing import Any
 
 from cloister import attest, errors
-from cloister.attest import _evidence, _las, _tpm_quoter
+from cloister.attest import _evidence, _las
+from cloister.attest.simulation import load_or_create_platform_key
+from cloister.attest.tpm import _quoter as _tpm_quoter
 
 _REMOTE_HELP = (
     "also listen on and answer non-loopback addresses. The LAS signs a quote for "
@@ -83,8 +85,9 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     state = args.state if args.state is not None else _las.default_state_dir()
+    evidence, options = _quoter_choice(args)
     server = attest.make_server(state, args.listen, allow_remote=args.allow_remote,
-                                tpm=args.tpm, pcrs=attest.parse_pcrs(args.pcrs))
+                                evidence=evidence, options=options)
     signal.signal(signal.SIGTERM, _stop)
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"cloister las: listening on {host}:{port}, {server.evidence_type} evidence, "
@@ -94,6 +97,13 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _quoter_choice(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """The evidence type and quoter options the command line asks for."""
+    if args.tpm is not None:
+        return "tpm", {"tcti": args.tpm, "pcrs": args.pcrs}
+    return "simulation", {}
 
 
 def _platform_id(args: argparse.Namespace) -> int:
@@ -107,7 +117,7 @@ def _enroll(args: argparse.Namespace) -> int:
         if args.show_pcrs:
             raise errors.ConfigError("--show-pcrs needs --tpm TCTI",
                                      details=["simulation platforms have no PCRs"])
-        public = _las.load_or_create_platform_key(state).public_key()
+        public = load_or_create_platform_key(state).public_key()
         print(attest.platform_id(_evidence.spki_der(public)))
         return 0
     quoter = attest.TpmQuoter(args.tpm, state, attest.parse_pcrs(args.pcrs))

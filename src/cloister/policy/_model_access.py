@@ -8,9 +8,12 @@ the field and the bad value.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
-from cloister.policy._model_base import HEX64_RE, Invalid
+from cloister.policy._model_base import Invalid
 
 SPECIAL_ENTRIES = ("CREATOR", "ANY", "NONE")
 
@@ -60,22 +63,16 @@ _ADVISORY_RE = re.compile(r"INTEL-SA-\d{5}")
 
 @dataclass(frozen=True)
 class AttestationSecurity:
-    """``security.attestation``.  ``tpm_pcrs`` (a cloister extension) pins SHA-256 PCR values
-    that hardware evidence must carry: ``((index, 64 hex), …)`` sorted by index."""
+    """``security.attestation``.  ``extensions`` holds cloister's extension keys (reference
+    values such as ``tpm_pcrs``), validated by the evidence-type plug-in that owns each
+    (see :mod:`._extensions`)."""
 
     mode: str = "hardware"
     tolerate: frozenset[str] = frozenset()
     ignore_advisories: tuple[str, ...] = ()
-    tpm_pcrs: tuple[tuple[int, str], ...] = ()
+    extensions: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        for index, value in self.tpm_pcrs:
-            if not 0 <= index <= 23:
-                raise Invalid("tpm_pcrs", f"PCR index {index} is not in 0..23")
-            if not HEX64_RE.fullmatch(value):
-                raise Invalid(
-                    "tpm_pcrs", f"PCR {index} value {value!r} is not 64 hex digits (a SHA-256 PCR)"
-                )
         if self.mode not in ATTESTATION_MODES:
             raise Invalid(
                 "mode",

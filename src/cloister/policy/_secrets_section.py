@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Mapping
 from functools import partial
+from types import MappingProxyType
+from typing import Any
 
+from cloister.policy._extensions import attestation_keys, extension_value
 from cloister.policy._model import (
     AttestationSecurity,
     ExportTarget,
@@ -39,7 +43,8 @@ SECRET_KEYS = (
     "migrate",
 )
 SECURITY_KEYS = ("attestation",)
-ATTESTATION_SECURITY_KEYS = ("mode", "tolerate", "ignore_advisories", "tpm_pcrs")
+#: SCONE's keys; evidence-type plug-ins add cloister's extensions (see ._extensions)
+ATTESTATION_SECURITY_KEYS = ("mode", "tolerate", "ignore_advisories")
 EXPORT_KEYS = ("session", "namespace", "session_hash")
 IMPORT_KEYS = ("session", "secret")
 VOLUME_KEYS = ("name", "fspf_key", "fspf_tag", "export", "import")
@@ -212,7 +217,9 @@ def security(r: Reader, node: Node | None) -> Security | None:
     att_node = get(fields, "attestation")
     if att_node is None or is_null(att_node):
         return Security()
-    att = r.mapping(att_node, ATTESTATION_SECURITY_KEYS, "security.attestation")
+    extension_keys = attestation_keys()
+    att = r.mapping(att_node, ATTESTATION_SECURITY_KEYS + tuple(sorted(extension_keys)),
+                    "security.attestation")
     if att is None:
         return None
     mode_node = get(att, "mode")
@@ -221,30 +228,30 @@ def security(r: Reader, node: Node | None) -> Security | None:
     advisories = _strings(
         r, get(att, "ignore_advisories"), "security.attestation.ignore_advisories"
     )
-    pcrs = _pcr_pins(r, get(att, "tpm_pcrs"))
+    extensions = _extensions(r, att, extension_keys)
     built = r.build(
-        lambda: AttestationSecurity(mode or "hardware", frozenset(tolerate), advisories, pcrs),
+        lambda: AttestationSecurity(mode or "hardware", frozenset(tolerate), advisories,
+                                    MappingProxyType(extensions)),
         att,
         att_node.mark,
     )
     return Security(built) if built else None
 
 
-def _pcr_pins(r: Reader, node: Node | None) -> tuple[tuple[int, str], ...]:
-    """``tpm_pcrs: {0: <hex>, 7: <hex>}`` → sorted ``((0, hex), (7, hex))``."""
-    if node is None or is_null(node):
-        return ()
-    if node.kind != "map":
-        r.error(node.mark, "security.attestation.tpm_pcrs must map PCR indexes to SHA-256 values")
-        return ()
-    pins: list[tuple[int, str]] = []
-    for key, entry in node.value.items():
-        value = r.string(entry.node, f"security.attestation.tpm_pcrs.{key}", coerce=True)
-        if not key.isdigit():
-            r.error(entry.key_mark, f"tpm_pcrs key {key!r} is not a PCR index (0..23)")
-        elif value is not None:
-            pins.append((int(key), value.lower()))
-    return tuple(sorted(pins))
+def _extensions(
+    r: Reader, att: dict[str, Entry], keys: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """The plug-in keys present in ``security.attestation``, each validated by its owner."""
+    values: dict[str, Any] = {}
+    for name, parse in sorted(keys.items()):
+        node = get(att, name)
+        if node is None or is_null(node):
+            continue
+        try:
+            values[name] = parse(extension_value(node))
+        except ValueError as err:
+            r.error(node.mark, str(err))
+    return values
 
 
 def volumes(r: Reader, node: Node | None) -> tuple[Volume, ...]:

@@ -20,6 +20,7 @@ from cloister.attest import (
     canonical_json,
     evidence_type,
     report_data,
+    simulation,
 )
 
 MEASUREMENT = "ab" * 32
@@ -32,7 +33,7 @@ def _evidence_bytes(key: Ed25519PrivateKey, **overrides: object) -> bytes:
         "measurement": MEASUREMENT, "fspf_tag": TAG, "report_data_hex": RD.hex()
     }
     fields.update(overrides)
-    return _evidence.sign_simulation(key, **fields)  # type: ignore[arg-type]
+    return simulation.sign_simulation(key, **fields)  # type: ignore[arg-type]
 
 
 def _edit(evidence: bytes, change: object) -> bytes:
@@ -100,7 +101,7 @@ def test_evidence_from_another_key_claiming_this_platform_is_refused() -> None:
     forged = json.loads(_evidence_bytes(attacker))
     forged["claims"]["platform_id"] = honest_id
     forged["signature"] = base64.b64encode(attacker.sign(
-        _evidence.SIGNATURE_CONTEXT + canonical_json(forged["claims"]))).decode()
+        simulation.SIGNATURE_CONTEXT + canonical_json(forged["claims"]))).decode()
     result = SimulationVerifier().verify(canonical_json(forged), expected_report_data=RD)
     assert isinstance(result, list) and "another platform key" in result[0]
 

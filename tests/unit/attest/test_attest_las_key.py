@@ -8,34 +8,34 @@ from pathlib import Path
 import pytest
 
 from cloister import errors
-from cloister.attest import _las
+from cloister.attest import _las, simulation
 
 
 def test_key_created_0600_in_0700_dir_and_kept(tmp_path: Path) -> None:
     state = tmp_path / "las"
-    first = _las.load_or_create_platform_key(state)
-    key_file = state / _las.KEY_FILE
+    first = simulation.load_or_create_platform_key(state)
+    key_file = state / simulation.KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    second = _las.load_or_create_platform_key(state)
+    second = simulation.load_or_create_platform_key(state)
     assert first.private_bytes_raw() == second.private_bytes_raw()
-    assert [p.name for p in state.iterdir()] == [_las.KEY_FILE]  # no temp file left
+    assert [p.name for p in state.iterdir()] == [simulation.KEY_FILE]  # no temp file left
 
 
 def test_readable_key_is_refused(tmp_path: Path) -> None:
-    _las.load_or_create_platform_key(tmp_path)
-    (tmp_path / _las.KEY_FILE).chmod(0o644)
+    simulation.load_or_create_platform_key(tmp_path)
+    (tmp_path / simulation.KEY_FILE).chmod(0o644)
     with pytest.raises(errors.ConfigError, match="unsafe permissions 0644") as err:
-        _las.load_or_create_platform_key(tmp_path)
+        simulation.load_or_create_platform_key(tmp_path)
     assert "chmod 600" in err.value.details[0]
 
 
 def test_non_key_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / _las.KEY_FILE
+    path = tmp_path / simulation.KEY_FILE
     path.write_text("not a key")
     path.chmod(0o600)
     with pytest.raises(errors.ConfigError, match="not a PEM private key"):
-        _las.load_or_create_platform_key(tmp_path)
+        simulation.load_or_create_platform_key(tmp_path)
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "8.8.8.8:0"])
@@ -43,7 +43,7 @@ def test_non_loopback_listen_needs_allow_remote(tmp_path: Path, listen: str) -> 
     with pytest.raises(errors.ConfigError, match="non-loopback") as err:
         _las.make_server(tmp_path, listen)
     assert "--allow-remote" in err.value.details[0]
-    assert not (tmp_path / _las.KEY_FILE).exists()  # refused before creating anything
+    assert not (tmp_path / simulation.KEY_FILE).exists()  # refused before creating anything
 
 
 @pytest.mark.parametrize("listen", ["nohost", ":80", "127.0.0.1:x", "127.0.0.1:70000"])

@@ -87,7 +87,7 @@ def test_copy_of_runtime_measures_alike_and_any_change_shows(tmp_path: Path) -> 
     shutil.copytree(copy, other)
     assert measure(sys.executable, runtime=other) == original
 
-    target = copy / "attest" / "_verify.py"
+    target = copy / "attest" / "_plugin.py"
     target.write_bytes(target.read_bytes() + b"\n# one more line\n")
     changed = measure(sys.executable, runtime=copy)
     assert changed != original

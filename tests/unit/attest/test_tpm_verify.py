@@ -29,8 +29,9 @@ from cloister.attest import (
     _evidence,
     parse_pcrs,
     qualifying_data,
+    simulation,
 )
-from cloister.attest import _tpm_format as fmt
+from cloister.attest.tpm import _format as fmt
 
 M, TAG, RD = "ab" * 32, "12" * 16, "cd" * 32
 ZERO = "00" * 32
@@ -183,7 +184,7 @@ def test_pinned_pcrs() -> None:
 
 def test_simulation_evidence_is_not_tpm_evidence() -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
-    sim = _evidence.sign_simulation(Ed25519PrivateKey.generate(), measurement=M, fspf_tag=TAG,
+    sim = simulation.sign_simulation(Ed25519PrivateKey.generate(), measurement=M, fspf_tag=TAG,
                                     report_data_hex=RD)
     assert verify(sim) == ["evidence type is 'simulation', not 'tpm'"]
 

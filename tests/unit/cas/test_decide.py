@@ -20,6 +20,7 @@ from cloister.attest import (
     generate_ephemeral_key,
     public_key_bytes_of,
     report_data,
+    simulation,
 )
 from cloister.cas._decide import NONCE_REASON, Decision, decide
 from cloister.policy import AttestationSecurity, AttestationVariant, Service, Signer
@@ -52,7 +53,7 @@ class Case:
         ephemeral = public_key_bytes_of(generate_ephemeral_key())
         bound = public_key_bytes_of(generate_ephemeral_key()) if self.bind_to_other_key \
             else ephemeral
-        evidence = _evidence.sign_simulation(
+        evidence = simulation.sign_simulation(
             self.key, measurement=self.measurement, fspf_tag=self.fspf_tag,
             report_data_hex=report_data(nonce, bound).hex(),
         )
@@ -83,7 +84,7 @@ def _forge_platform_id(obj: dict[str, Any]) -> None:
     """The attacker signs with its own key but claims the honest platform id."""
     obj["claims"]["platform_id"] = PLATFORM
     obj["signature"] = base64.b64encode(ATTACKER_KEY.sign(
-        _evidence.SIGNATURE_CONTEXT + canonical_json(obj["claims"]))).decode()
+        simulation.SIGNATURE_CONTEXT + canonical_json(obj["claims"]))).decode()
 
 
 REFUSALS: dict[str, tuple[Case, list[str]]] = {
@@ -91,7 +92,7 @@ REFUSALS: dict[str, tuple[Case, list[str]]] = {
         Case(measurement=OTHER_M),
         [f"measurement {OTHER_M} not in [{M[:12]}…] of service api"]),
     "PCR pinned but simulation evidence carries none": (
-        Case(security={"tpm_pcrs": ((7, "ab" * 32),)}),
+        Case(security={"extensions": {"tpm_pcrs": ((7, "ab" * 32),)}}),
         ["PCR sha256:7 is pinned by security.attestation.tpm_pcrs, but simulation evidence "
          "does not carry it"]),
     "platform not listed": (
@@ -184,7 +185,8 @@ class _TpmStub:
     def __init__(self, claims: VerifiedClaims | None = None, crash: bool = False) -> None:
         self.claims, self.crash = claims, crash
 
-    def verify(self, evidence: bytes, *, expected_report_data: bytes) -> VerifiedClaims | list[str]:
+    def verify(self, evidence: bytes, *, expected_report_data: bytes,
+               **context: Any) -> VerifiedClaims | list[str]:
         if self.crash:
             raise RuntimeError("plug-in bug")
         assert self.claims is not None

@@ -255,7 +255,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
     (
         "tpm_pcrs bad index",
         BASE + "security:\n  attestation:\n    tpm_pcrs: {x: abc}\n",
-        "line 30 column 16: tpm_pcrs key 'x' is not a PCR index (0..23)",
+        "line 30 column 15: tpm_pcrs key 'x' is not a PCR index (0..23)",
     ),
     (
         "undeclared volume",

@@ -119,4 +119,4 @@ def test_tpm_pcr_pins_are_read_sorted_and_lower_case() -> None:
     pins = f"      7: {'AB' * 32}\n      0: {'0' * 64}\n"
     text = seed_text("redis") + "security:\n  attestation:\n    tpm_pcrs:\n" + pins
     session = load_session(text, variables=SEED_VARIABLES)
-    assert session.security.attestation.tpm_pcrs == ((0, "0" * 64), (7, "ab" * 32))
+    assert session.security.attestation.extensions["tpm_pcrs"] == ((0, "0" * 64), (7, "ab" * 32))

@@ -266,25 +266,8 @@ class TpmEvidence:
 
 def parse_evidence(evidence: bytes) -> TpmEvidence:
     """Split ``tpm`` evidence into its parts; nothing here is authenticated."""
-    obj = _evidence.parse_envelope(evidence)
-    if obj["type"] != TPM:
-        raise errors.EvidenceError(f"evidence type is {obj['type']!r}, not {TPM!r}")
-    if set(obj) != _TPM_KEYS:
-        raise errors.EvidenceError("tpm evidence has unexpected fields",
-                                   details=[f"fields: {', '.join(sorted(obj))}"])
+    obj = _evidence.parse_typed(evidence, TPM, _TPM_KEYS)
     claims = obj["claims"]
-    if not isinstance(claims, dict) or set(claims) != set(_evidence._CLAIM_KEYS):
-        raise errors.EvidenceError("tpm claims must have exactly the fields "
-                                   f"{', '.join(sorted(_evidence._CLAIM_KEYS))}")
-    problems = _evidence.check_claim_values(claims["measurement"], claims["fspf_tag"],
-                                            claims["report_data"])
-    if claims["type"] != TPM:
-        problems.append("claims type must be 'tpm'")
-    if not isinstance(claims["platform_id"], str) or not _evidence.HEX64.fullmatch(
-            claims["platform_id"]):
-        problems.append("platform_id must be 64 lower-case hex digits")
-    if problems:
-        raise errors.EvidenceError("tpm claims are malformed", details=problems)
     try:
         parts = [base64.b64decode(obj[k], validate=True)
                  for k in ("attest", "signature", "ak_public")]

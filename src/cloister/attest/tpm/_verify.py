@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from datetime import datetime
 from types import MappingProxyType
 
 from cryptography.exceptions import InvalidSignature
@@ -46,12 +47,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from cloister import errors
 from cloister.attest import _evidence
-from cloister.attest import _tpm_format as fmt
-from cloister.attest._verify import VerifiedClaims
-
-
-def _message(exc: errors.EvidenceError) -> str:
-    return exc.message + "".join(f"; {d}" for d in exc.details)
+from cloister.attest._plugin import NO_COLLATERAL, Collateral, VerifiedClaims
+from cloister.attest.tpm import _format as fmt
 
 
 class TpmVerifier:
@@ -67,16 +64,21 @@ class TpmVerifier:
         self.expected_pcrs = {int(k): v.lower() for k, v in (expected_pcrs or {}).items()}
 
     def verify(
-        self, evidence: bytes, *, expected_report_data: bytes
+        self,
+        evidence: bytes,
+        *,
+        expected_report_data: bytes,
+        now: datetime | None = None,
+        collateral: Collateral = NO_COLLATERAL,
     ) -> VerifiedClaims | list[str]:
         # the report data travels in clear in the claims (bound by extraData);
         # the decision's binding step compares it with expected_report_data
-        del expected_report_data
+        del expected_report_data, now, collateral
         try:
             parts = fmt.parse_evidence(evidence)
             ak = fmt.parse_ak_public(parts.ak_public)
         except errors.EvidenceError as exc:
-            return [_message(exc)]
+            return [_evidence.message(exc)]
         claims = parts.claims
         reasons: list[str] = []
         der = _evidence.spki_der(ak.key)
@@ -94,7 +96,7 @@ class TpmVerifier:
             r, s = fmt.parse_signature(parts.signature)
             ak.key.verify(encode_dss_signature(r, s), parts.attest, ec.ECDSA(hashes.SHA256()))
         except errors.EvidenceError as exc:
-            reasons.append(_message(exc))
+            reasons.append(_evidence.message(exc))
         except InvalidSignature:
             reasons.append(f"TPM quote signature is invalid for attestation key "
                            f"{claims['platform_id'][:12]}… (quote altered or signed by "
@@ -102,7 +104,7 @@ class TpmVerifier:
         try:
             quote = fmt.parse_attest(parts.attest)
         except errors.EvidenceError as exc:
-            return [*reasons, _message(exc)]
+            return [*reasons, _evidence.message(exc)]
         reasons += self._check_quote(quote, parts, ak)
         if reasons:
             return reasons

@@ -24,7 +24,7 @@ import importlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
 from cloister.attest import _evidence
-from cloister.attest import _tpm_format as fmt
+from cloister.attest.tpm import _format as fmt
 
 AK_FILE = "tpm-ak.pub"
 DEFAULT_PCRS = tuple(range(8))
@@ -204,3 +204,13 @@ def _check_enrolled(state: Path, public: bytes) -> None:
             details=["another TPM, or its endorsement seed changed: the platform id pinned in "
                      f"policies no longer matches; move {path} away to enrol this TPM"],
         )
+
+
+def make_quoter(state: Path, options: Mapping[str, str]) -> TpmQuoter:
+    """The quoter for ``cloister las serve --evidence tpm``: options ``tcti`` and ``pcrs``."""
+    unknown = set(options) - {"tcti", "pcrs"}
+    if unknown or "tcti" not in options:
+        raise errors.ConfigError("tpm evidence needs a TCTI (--tpm device:/dev/tpmrm0)",
+                                 details=[f"unknown option {o}" for o in sorted(unknown)])
+    pcrs = parse_pcrs(options["pcrs"]) if "pcrs" in options else DEFAULT_PCRS
+    return TpmQuoter(options["tcti"], state, pcrs)
