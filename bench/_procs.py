@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cloister.cas.client import CASClient, connect
+from cloister.client import CASClient, connect
 
 CLOISTER = str(Path(sys.executable).parent / "cloister")
 

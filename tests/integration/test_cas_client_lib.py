@@ -1,4 +1,4 @@
-"""The client library (``cloister.cas.client``) against a real CAS: errors, pins, transport."""
+"""The client library (``cloister.client``) against a real CAS: errors, pins, transport."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cas_harness import CAS, free_port
 
 from cloister import errors
-from cloister.cas.client import CASAddress, CASClient, connect, fetch_certificate, load_identity
+from cloister.client import CASAddress, CASClient, connect, fetch_certificate, load_identity
 
 SESSION = 'name: {name}\nversion: "0.3"\nsecrets:\n  - name: pw\n    kind: ascii\n'
 

@@ -14,7 +14,7 @@ from run_harness import CLOISTER, Platform, platform, python_measurement
 
 from cloister import errors
 from cloister.attest import LasClient, generate_ephemeral_key, public_key_bytes_of, report_data
-from cloister.runtime._https import post_json
+from cloister.client._transport import post_json
 
 SESSION = """\
 name: {name}

@@ -15,9 +15,9 @@ from cloister import errors
 from cloister.cli._types import seconds
 
 if TYPE_CHECKING:
-    from cloister.cas.client import CASClient
+    from cloister.client import CASClient
 
-#: seconds per request (== cloister.cas.client.DEFAULT_TIMEOUT; not imported: keeps start fast)
+#: seconds per request (== cloister.client.DEFAULT_TIMEOUT; not imported: keeps start fast)
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -62,7 +62,7 @@ def notice(message: str) -> None:
 
 def client_from_args(args: argparse.Namespace, *, use_identity: bool = True) -> CASClient:
     """A verified client from the ``--cas …`` options (stderr notices for new pins/identity)."""
-    from cloister.cas.client import connect  # noqa: PLC0415 — keep CLI start fast
+    from cloister.client import connect  # noqa: PLC0415 — keep CLI start fast
 
     return connect(
         args.cas,
@@ -83,7 +83,7 @@ def write_text(text: str) -> None:
 def _show_certificate(args: argparse.Namespace) -> int:
     if args.state is not None and args.cas is not None:
         raise errors.ConfigError("give either --state DIR or --cas ADDR, not both")
-    from cloister.cas import client as cas_client  # noqa: PLC0415 — keep CLI start fast
+    from cloister import client as cas_client  # noqa: PLC0415 — keep CLI start fast
 
     shown = cas_client.show_certificate(
         state=args.state, cas=args.cas, cas_cert=args.cas_cert, identity=args.identity,
@@ -102,7 +102,7 @@ def _show_certificate(args: argparse.Namespace) -> int:
 
 
 def _attest(args: argparse.Namespace) -> int:
-    from cloister.cas.client import attest  # noqa: PLC0415 — keep CLI start fast
+    from cloister.client import attest  # noqa: PLC0415 — keep CLI start fast
 
     result = attest(
         args.addr, cas_cert=args.cas_cert, identity=args.identity,

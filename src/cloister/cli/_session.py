@@ -72,7 +72,7 @@ def _session_text(
     except UnicodeDecodeError:
         load_file(args)  # raises the positioned error for the bad byte
         raise
-    from cloister.cas.client import prepare_session_text  # noqa: PLC0415 — keep CLI start fast
+    from cloister.client import prepare_session_text  # noqa: PLC0415 — keep CLI start fast
 
     try:
         return prepare_session_text(

@@ -27,8 +27,8 @@ from cloister.attest import (
     report_data,
 )
 from cloister.attest._las_client import LasUnreachable
+from cloister.client._transport import Unreachable, post_json
 from cloister.runtime._config import LaunchConfig
-from cloister.runtime._https import Unreachable, post_json
 from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings, split_address
 
 _log = logging.getLogger(__name__)

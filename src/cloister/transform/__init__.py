@@ -13,7 +13,7 @@ from cloister.transform._bundle import DEFAULT_APP_PATH, POLICY_FILE, Bundle, tr
 from cloister.transform._inject import Injection, parse_injection
 
 if TYPE_CHECKING:
-    from cloister.cas.client import CASClient
+    from cloister.client import CASClient
 
 
 def create_session(bundle: Bundle, client: CASClient) -> str:

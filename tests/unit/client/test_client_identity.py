@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloister import errors
-from cloister.cas.client import identity_home, load_identity, pins_home
+from cloister.client import identity_home, load_identity, pins_home
 
 
 def _mode(path: Path) -> int:
@@ -64,7 +64,7 @@ def test_second_use_reuses_identity(home: Path) -> None:
 
 
 def test_concurrent_first_use_creates_one_identity(home: Path) -> None:
-    code = "from cloister.cas.client import load_identity; print(load_identity().key_hash)"
+    code = "from cloister.client import load_identity; print(load_identity().key_hash)"
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         for _ in range(6)

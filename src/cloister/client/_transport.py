@@ -6,7 +6,7 @@ certificate the system's CAs signed is refused.  Host names are not checked:
 the CAS may be reached by IP address or any name, and only a holder of a key
 that CA certified can complete the handshake.
 
-Deliberately not :mod:`cloister.cas.client`: that client loads identities, pins and
+Deliberately not :mod:`cloister.client`: that client loads identities, pins and
 YAML handling that ``cloister run`` never needs, and this module is on the start-up
 path of every attested service.
 """

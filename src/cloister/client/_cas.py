@@ -1,7 +1,7 @@
 """HTTPS client of the CAS API (stdlib ``http.client`` + ``ssl``, timeouts on every call).
 
 :class:`CASClient` speaks to one CAS, verified against one pinned
-certificate (see :mod:`cloister.cas._client_trust`), optionally presenting a
+certificate (see :mod:`cloister.client._trust`), optionally presenting a
 client identity.  Every failure is a :class:`cloister.errors.CASClientError`
 with one readable line; an error answer of the CAS becomes a class that is
 *both* a ``CASClientError`` and the server's class (``NotFound``,
@@ -21,8 +21,8 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from cloister import __version__, errors
-from cloister.cas._client_identity import ClientIdentity
-from cloister.cas._client_trust import CASAddress, Trust, tls_context
+from cloister.client._identity import ClientIdentity
+from cloister.client._trust import CASAddress, Trust, tls_context
 from cloister.policy._model import NAME_RE, Invalid, check_session_name
 
 DEFAULT_TIMEOUT = 30.0
@@ -265,7 +265,7 @@ class CASClient:
                 f"{exc.verify_message}",
                 details=[f"pinned certificate: SHA-256 {pinned}"],
             )
-        from cloister.cas._client_connect import fetch_certificate  # noqa: PLC0415 — a cycle
+        from cloister.client._connect import fetch_certificate  # noqa: PLC0415 — a cycle
 
         presented = ""
         try:  # what it presents instead, comparable with the pin (its CA certificate)

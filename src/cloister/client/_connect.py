@@ -19,14 +19,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
-from cloister.cas._client import DEFAULT_TIMEOUT, CASClient
-from cloister.cas._client_identity import (
+from cloister.client._cas import DEFAULT_TIMEOUT, CASClient
+from cloister.client._identity import (
     IDENTITY_FILE_SUFFIXES,
     ClientIdentity,
     identity_home,
     load_identity,
 )
-from cloister.cas._client_trust import (
+from cloister.client._trust import (
     CASAddress,
     Trust,
     find_trust,

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
-from cloister.cas._client_identity import ClientIdentity, ensure_private_dir
+from cloister.client._identity import ClientIdentity, ensure_private_dir
 
 DEFAULT_PORT = 8081
 DEFAULT_HOST = "cas"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloister import errors
-from cloister.cas.client import prepare_session_text, set_top_level_key
+from cloister.client import prepare_session_text, set_top_level_key
 from support import SEED_VARIABLES, seed_text
 
 H1, H2 = "1" * 64, "ab" * 32

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from cloister import errors
-from cloister.cas.client import (
+from cloister.cli._exit import exit_code_for
+from cloister.client import (
     CASAddress,
     find_trust,
     fingerprint,
@@ -17,7 +18,6 @@ from cloister.cas.client import (
     resolve_address,
     save_pin,
 )
-from cloister.cli._exit import exit_code_for
 
 
 def _cert(directory: Path, name: str) -> Path:
