@@ -21,6 +21,7 @@ from cloister.attest._plugin import EvidenceType, PolicyKey, Quoter, Verifier
 BUILTIN = (
     "simulation",
     "tpm",
+    "sevsnp",
 )
 
 _lock = threading.Lock()

@@ -212,7 +212,8 @@ def test_plugged_in_hardware_type_needs_no_toleration() -> None:
                                               "type": "tpm-test"}),
                      nonce=b"n", nonce_ok=True, ephemeral_public_key=b"k")
     assert unknown.reasons == ["evidence type 'tpm-test' has no verifier on this CAS "
-                               "(known: simulation, tpm)"]
+                               f"(known: {', '.join(sorted(VERIFIERS))})"]
+    assert {"simulation", "tpm"} <= set(VERIFIERS)
 
 
 def _pin_claims() -> VerifiedClaims:
