@@ -113,6 +113,12 @@ class StoreFull(StoreError):
     code = "insufficient_storage"
 
 
+class StoreUnavailable(StoreError):
+    """The CAS store cannot be reached right now (database down); retry later."""
+
+    code = "store_unavailable"
+
+
 class Overloaded(Error):
     """The service is at a protective limit right now; nothing was done; retry later."""
 

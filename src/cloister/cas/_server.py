@@ -24,12 +24,12 @@ from cloister.cas._app import DEFAULT_MAX_BODY, AppContext, CASApp
 from cloister.cas._attestation import COLLATERAL_EXTENSION
 from cloister.cas._audit import AUDIT_FILE, AuditLog
 from cloister.cas._engine import SecretEngine
-from cloister.cas._identity import CASIdentity, load_or_create_identity
+from cloister.cas._identity import CASIdentity
 from cloister.cas._keys import Sealer, load_or_create_master_key
 from cloister.cas._metrics import Metrics
 from cloister.cas._routes import Route, route_table
 from cloister.cas._sessions import SessionService
-from cloister.cas._sqlite import DB_FILE, SqliteStore
+from cloister.cas._stores import open_identity, open_store_url
 from cloister.cas._tls import ClientCertAdapter, IdentityGateway
 from cloister.cas._wire_errors import JSONErrorConnection
 from cloister.cas.store import Store
@@ -44,8 +44,8 @@ DEFAULT_LISTEN = ("0.0.0.0", 8081)  # noqa: S104 — a CAS serves the network by
 @dataclass(frozen=True)
 class ServerConfig:
     state: Path
-    #: ``sqlite`` (default: ``STATE/cas.db``) or ``sqlite:///ABS/PATH``; other schemes
-    #: (``postgresql://``) plug in behind :class:`cloister.cas.store.Store`
+    #: ``sqlite`` (default: ``STATE/cas.db``), ``sqlite:///ABS/PATH`` or
+    #: ``postgresql://…`` shared by replicas (see :mod:`cloister.cas._stores`)
     store_url: str = "sqlite"
     listen: tuple[str, int] = DEFAULT_LISTEN
     master_key_file: Path | None = None
@@ -93,25 +93,12 @@ def default_engine() -> SecretEngine:
     return SecretsEngine()
 
 
-def open_store(config: ServerConfig) -> SqliteStore:
-    """The store of ``config.state`` opened with its master key (created on first start)."""
+def open_store(config: ServerConfig) -> Store:
+    """The store of ``config`` opened with its master key (created on first start)."""
     prepare_state(config.state)
     key_path = config.master_key_file or config.state / MASTER_KEY_FILE
     key = load_or_create_master_key(key_path, create=config.master_key_file is None)
-    return SqliteStore(_sqlite_path(config), Sealer(key))
-
-
-def _sqlite_path(config: ServerConfig) -> Path:
-    url = config.store_url
-    if url == "sqlite":
-        return config.state / DB_FILE
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite://"))
-    scheme = url.partition(":")[0]
-    raise errors.ConfigError(
-        f"store {scheme!r} is not available in this version of cloister",
-        details=["use the default SQLite store (omit --store) or sqlite:///ABSOLUTE/PATH"],
-    )
+    return open_store_url(config.store_url, config.state, Sealer(key))
 
 
 def build_context(
@@ -132,7 +119,7 @@ class CASServer:
     def __init__(self, config: ServerConfig, engine: SecretEngine | None = None) -> None:
         self.config = config
         self.store = open_store(config)
-        self.identity = load_or_create_identity(config.state, config.sans)
+        self.identity = open_identity(self.store, config.store_url, config.state, config.sans)
         self.audit = AuditLog(config.state / AUDIT_FILE)
         self.context = build_context(
             self.store, self.audit, engine or default_engine(), self.identity,

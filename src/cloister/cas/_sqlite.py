@@ -4,7 +4,8 @@ WAL mode, ``synchronous=FULL``, one connection per thread.  Every write is a
 single ``BEGIN IMMEDIATE`` transaction: the write lock is taken before the
 predecessor is read, so two updates of the same name serialize and the
 second one sees the first one's hash (→ :class:`errors.Conflict`).
-Triggers make ``session_versions`` and ``secrets`` append-only.
+Triggers make ``session_versions``, ``secrets`` and ``service_keys`` append-only.
+The schema is migrated on open (:data:`MIGRATIONS`, :mod:`cloister.cas._schema`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,25 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from cloister import errors
 from cloister.cas._keys import Sealer, secret_aad
-from cloister.cas.store import SessionRecord
+from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
+from cloister.cas._store_common import (
+    check_master_key,
+    name_taken,
+    no_such_session,
+    sealed_problems,
+    stale_predecessor,
+    version_taken,
+)
+from cloister.cas.store import KEY_CHECK_AAD, SessionRecord, service_key_aad
 
 DB_FILE = "cas.db"
-_SCHEMA_VERSION = "1"
-_KEY_CHECK_AAD = b"cloister-master-key-check"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -60,6 +69,30 @@ CREATE TRIGGER IF NOT EXISTS secrets_no_delete BEFORE DELETE ON secrets
 BEGIN SELECT RAISE(ABORT, 'secrets are append-only'); END;
 """
 
+#: stores created before versioned schemas hold exactly migration 1 (hence IF NOT EXISTS)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "sessions: versions, current pointers, sealed secrets", _SCHEMA),
+    Migration(2, "service keys shared by replicas; spent attestation nonces", """
+CREATE TABLE service_keys (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TRIGGER service_keys_no_update BEFORE UPDATE ON service_keys
+BEGIN SELECT RAISE(ABORT, 'service keys are append-only'); END;
+CREATE TRIGGER service_keys_no_delete BEFORE DELETE ON service_keys
+BEGIN SELECT RAISE(ABORT, 'service keys are append-only'); END;
+CREATE TABLE spent_nonces (nonce BLOB PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE INDEX spent_nonces_expiry ON spent_nonces (expires_at);
+"""),
+)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The complete statements of ``script`` (trigger bodies keep their inner ``;``)."""
+    pending_sql = ""
+    for line in script.splitlines(keepends=True):
+        pending_sql += line
+        if sqlite3.complete_statement(pending_sql):
+            yield pending_sql.strip()
+            pending_sql = ""
+
 _COLUMNS = "name, hash, predecessor, text, creator_key_hash, creator_cert_pem, created_at"
 
 
@@ -94,8 +127,8 @@ class SqliteStore:
             # create it 0600 ourselves; SQLite gives -wal/-shm the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
-            self._conn().executescript(_SCHEMA)
             with self._write() as db:
+                self._migrate(db)
                 self._init_meta(db)
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
@@ -130,21 +163,26 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
 
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute(SCHEMA_TABLE_SQL)
+        row = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        for step in pending(int(row[0]), MIGRATIONS, str(self.path)):
+            for statement in _statements(step.script):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                       (step.version, step.summary, time.time()))
+
+    def schema_version(self) -> int:
+        row = self._conn().execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
     def _init_meta(self, db: sqlite3.Connection) -> None:
         row = db.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
         if row is None:
-            db.execute(
-                "INSERT INTO meta VALUES ('schema', ?), ('key_check', ?)",
-                (_SCHEMA_VERSION, self._sealer.seal(b"ok", _KEY_CHECK_AAD)),
-            )
+            db.execute("INSERT INTO meta VALUES ('key_check', ?)",
+                       (self._sealer.seal(b"ok", KEY_CHECK_AAD),))
             return
-        try:
-            self._sealer.open(bytes(row[0]), _KEY_CHECK_AAD)
-        except errors.StoreError:
-            raise errors.ConfigError(
-                f"the master key does not open the CAS store {self.path}",
-                details=["start the CAS with the master key file this store was created with"],
-            ) from None
+        check_master_key(self._sealer, bytes(row[0]), str(self.path))
 
     # --- writes ------------------------------------------------------------
 
@@ -158,9 +196,7 @@ class SqliteStore:
                  rec.creator_cert_pem, rec.created_at),
             )
         except sqlite3.IntegrityError:
-            raise errors.Conflict(
-                f"session {rec.name!r} already has a version with hash {rec.hash}"
-            ) from None
+            raise version_taken(rec.name, rec.hash) from None
         db.executemany(
             "INSERT INTO secrets (session, hash, secret, blob) VALUES (?,?,?,?)",
             [
@@ -177,10 +213,7 @@ class SqliteStore:
                 if db.execute(
                     "SELECT 1 FROM current_sessions WHERE name=?", (record.name,)
                 ).fetchone():
-                    raise errors.Conflict(
-                        f"session {record.name!r} already exists",
-                        details=["to change it, send an update whose predecessor is its hash"],
-                    )
+                    raise name_taken(record.name)
                 self._insert(db, record, secrets)
                 db.execute("INSERT INTO current_sessions VALUES (?,?)", (record.name, record.hash))
         except sqlite3.Error as exc:
@@ -193,16 +226,9 @@ class SqliteStore:
                     "SELECT hash FROM current_sessions WHERE name=?", (record.name,)
                 ).fetchone()
                 if row is None:
-                    raise errors.NotFound(
-                        f"session {record.name!r} does not exist",
-                        details=["create it first (a body without predecessor)"],
-                    )
+                    raise no_such_session(record.name)
                 if row[0] != record.predecessor:
-                    raise errors.Conflict(
-                        f"session {record.name!r} changed: predecessor {record.predecessor} "
-                        f"is not the current hash {row[0]}",
-                        details=["read the session again and base the update on its hash"],
-                    )
+                    raise stale_predecessor(record.name, record.predecessor, row[0])
                 self._insert(db, record, secrets)
                 db.execute(
                     "UPDATE current_sessions SET hash=? WHERE name=?", (record.hash, record.name)
@@ -268,6 +294,34 @@ class SqliteStore:
             raise _store_error(exc) from None
         return int(row[0])
 
+    def service_key(self, name: str) -> bytes | None:
+        try:
+            row = self._conn().execute("SELECT blob FROM service_keys WHERE name=?",
+                                       (name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return None if row is None else self._sealer.open(bytes(row[0]), service_key_aad(name))
+
+    def add_service_key(self, name: str, value: bytes) -> bytes:
+        try:
+            with self._write() as db:
+                db.execute("INSERT OR IGNORE INTO service_keys VALUES (?, ?)",
+                           (name, self._sealer.seal(value, service_key_aad(name))))
+                row = db.execute("SELECT blob FROM service_keys WHERE name=?",
+                                 (name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return self._sealer.open(bytes(row[0]), service_key_aad(name))
+
+    def spend_nonce(self, nonce: bytes, expires_at: float) -> bool:
+        try:
+            with self._write() as db:
+                db.execute("DELETE FROM spent_nonces WHERE expires_at < ?", (time.time(),))
+                return db.execute("INSERT OR IGNORE INTO spent_nonces VALUES (?, ?)",
+                                  (nonce, expires_at)).rowcount == 1
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
     def check_integrity(self) -> list[str]:
         problems: list[str] = []
         db = self._conn()
@@ -280,14 +334,10 @@ class SqliteStore:
                 for row in db.execute("PRAGMA foreign_key_check").fetchall()
             )
             rows = db.execute(_SECRETS_WITH_CREATOR).fetchall()
+            keys = db.execute("SELECT name, blob FROM service_keys").fetchall()
         except sqlite3.Error as exc:
             return [*problems, f"store unreadable: {exc}"]
-        for session, session_hash, secret, blob, creator in rows:
-            try:
-                self._sealer.open(bytes(blob), secret_aad(session, session_hash, secret, creator))
-            except errors.StoreError as exc:
-                problems.append(f"secret {secret!r} of {session!r} @ {session_hash}: {exc}")
-        return problems
+        return problems + sealed_problems(self._sealer, rows, keys)
 
     def close(self) -> None:
         with self._lock:

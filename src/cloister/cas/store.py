@@ -16,12 +16,16 @@ Invariants every implementation keeps (SQLite now, PostgreSQL later):
 - Disk full raises :class:`errors.StoreFull`; any other storage failure
   :class:`errors.StoreError`.  Messages never contain secret bytes.
 
-A PostgreSQL store keeps the same tables (see :mod:`cloister.cas._sqlite`),
-seals with the same :class:`cloister.cas._keys.Sealer`, and implements the
-compare-and-set as ``UPDATE current_sessions SET hash=%(new)s WHERE name=%(name)s
-AND hash=%(predecessor)s`` inside the version-inserting transaction, treating
-``rowcount == 0`` as :class:`errors.Conflict` (``INSERT … ON CONFLICT DO NOTHING``
-for create).  Select it with ``ServerConfig.store_url``.
+- Replicas: what several CAS processes on one store must share besides
+  sessions lives in the store too: sealed *service keys* (the CAS's own CA, so
+  every replica presents one identity; added once, never replaced) and the set
+  of *spent attestation nonces* (each accepted at most once, whichever replica
+  sees it).
+- The schema is versioned (:mod:`cloister.cas._schema`).
+
+Implementations: :mod:`cloister.cas._sqlite` (one process) and
+:mod:`cloister.cas._postgres` (several replicas), selected by
+``ServerConfig.store_url`` (see :mod:`cloister.cas._stores`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+#: AAD of the sealed marker that proves the master key opens a store
+KEY_CHECK_AAD = b"cloister-master-key-check"
+
+
+def service_key_aad(name: str) -> bytes:
+    """AAD binding a sealed service key (e.g. the CAS CA key) to its name."""
+    return b"cloister-service-key-v1\0" + name.encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,17 @@ class Store(Protocol):
 
     def session_count(self) -> int:
         """Number of session names."""
+
+    def service_key(self, name: str) -> bytes | None:
+        """The opened service key ``name``, or ``None`` if no replica has added it."""
+
+    def add_service_key(self, name: str, value: bytes) -> bytes:
+        """Add ``name`` unless present; the stored value (another replica's if it won)."""
+        ...
+
+    def spend_nonce(self, nonce: bytes, expires_at: float) -> bool:
+        """Mark ``nonce`` spent until ``expires_at`` (epoch seconds); True only the first time."""
+        ...
 
     def check_integrity(self) -> list[str]:
         """Problems found (empty = healthy): storage-level checks plus opening every secret."""

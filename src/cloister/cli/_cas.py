@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cloister import errors
 from cloister.cli._cas_client import register_client_commands
 from cloister.cli._types import bounded_int
 
@@ -28,7 +29,7 @@ def register(subparsers: Any) -> None:
 def _add_serve(cas_sub: Any) -> None:
     p = cas_sub.add_parser(
         "serve",
-        help="run the CAS (HTTPS, client certificates, SQLite store)",
+        help="run the CAS (HTTPS, client certificates, SQLite or PostgreSQL store)",
         description="Run the CAS. On first start it creates its CA, server certificate, "
         "master key and store in --state; later starts reuse them.",
     )
@@ -37,10 +38,7 @@ def _add_serve(cas_sub: Any) -> None:
         help=f"state directory (default $CLOISTER_CAS_STATE or {DEFAULT_STATE})",
     )
     p.add_argument("--listen", default="0.0.0.0:8081", help="HOST:PORT (default 0.0.0.0:8081)")
-    p.add_argument(
-        "--store", default="sqlite",
-        help="store URL: sqlite (default, STATE/cas.db) or sqlite:///ABSOLUTE/PATH",
-    )
+    add_store_options(p)
     p.add_argument(
         "--master-key-file", type=Path, default=None,
         help="existing 32-byte master key file (mode 0600); default: STATE/master.key, "
@@ -64,6 +62,34 @@ def _add_serve(cas_sub: Any) -> None:
     p.set_defaults(func=_serve)
 
 
+def add_store_options(p: argparse.ArgumentParser, flag: str = "--store") -> None:
+    """``--store URL`` or ``--store-file FILE`` (a URL with a password stays out of argv)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        flag, default=None, dest="store", metavar="URL",
+        help="store: sqlite (default, STATE/cas.db), sqlite:///ABSOLUTE/PATH or "
+        "postgresql://USER@HOST[:PORT]/DB[?sslmode=verify-full&sslrootcert=FILE&passfile=FILE] "
+        "(shared by CAS replicas)",
+    )
+    group.add_argument(
+        f"{flag}-file", type=Path, default=None, dest="store_file", metavar="FILE",
+        help=f"read the {flag} URL from FILE (mode 0600 or stricter), e.g. a mounted Secret",
+    )
+
+
+def store_url(args: argparse.Namespace) -> str:
+    """The store URL of ``--store``/``--store-file`` (default ``sqlite``)."""
+    if args.store_file is None:
+        return str(args.store or "sqlite")
+    from cloister.cas._keys import check_private_file  # noqa: PLC0415
+
+    check_private_file(args.store_file)
+    url = Path(args.store_file).read_text().strip()
+    if not url:
+        raise errors.ConfigError(f"store URL file {args.store_file} is empty")
+    return url
+
+
 def _serve(args: argparse.Namespace) -> int:
     from cloister.cas import CASServer, ServerConfig  # noqa: PLC0415 — keep CLI start fast
     from cloister.cas._server import parse_listen  # noqa: PLC0415
@@ -71,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         state=Path(args.state).expanduser(),
         listen=parse_listen(args.listen),
-        store_url=args.store,
+        store_url=store_url(args),
         master_key_file=args.master_key_file,
         sans=tuple(args.san),
         max_body=args.max_body,

@@ -1,113 +1,42 @@
-"""SqliteStore: atomic compare-and-set, append-only history, sealed secrets, integrity."""
+"""SqliteStore specifics (the shared contract is in test_store_contract.py): master key
+file, AAD, adopting stores older than versioned schemas."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import stat
-import threading
 from pathlib import Path
 
 import pytest
 
 from cloister import errors
-from cloister.cas import SessionRecord, SqliteStore
+from cloister.cas import SqliteStore
 from cloister.cas._keys import KEY_SIZE, Sealer, load_or_create_master_key, secret_aad
+from cloister.cas._sqlite import _SCHEMA
+from cloister.cas.store import KEY_CHECK_AAD
 
 KEY = bytes(range(32))
 
 
-def rec(name: str, h: str, pred: str | None = None) -> SessionRecord:
-    return SessionRecord(name, h, pred, f"name: {name}\n", "c" * 64, "PEM", 1.0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "cas.db", Sealer(KEY))
-    yield s  # type: ignore[misc]
-    s.close()
-
-
-def test_create_update_history_and_secrets(store: SqliteStore) -> None:
-    store.create(rec("a", "1" * 64), {"pw": b"hunter2-secret"})
-    with pytest.raises(errors.Conflict):
-        store.create(rec("a", "2" * 64), {})
-    store.update(rec("a", "2" * 64, "1" * 64), {"pw": b"hunter2-secret"})
-    with pytest.raises(errors.Conflict, match="not the current hash"):
-        store.update(rec("a", "3" * 64, "1" * 64), {})
-    with pytest.raises(errors.NotFound):
-        store.update(rec("zz", "3" * 64, "1" * 64), {})
-    assert [r.hash for r in store.history("a")] == ["1" * 64, "2" * 64]
-    assert store.current("a") == rec("a", "2" * 64, "1" * 64)
-    assert store.version("a", "1" * 64) == rec("a", "1" * 64)
-    assert store.secrets("a", "1" * 64) == {"pw": b"hunter2-secret"}
-    assert store.session_count() == 1
-    assert store.check_integrity() == []
-    raw = b"".join(p.read_bytes() for p in store.path.parent.glob("cas.db*"))
-    assert b"hunter2-secret" not in raw
-
-
-def test_history_and_secrets_are_append_only(store: SqliteStore) -> None:
-    store.create(rec("a", "1" * 64), {"pw": b"x"})
-    db = sqlite3.connect(store.path)
-    for sql in ("DELETE FROM session_versions", "UPDATE session_versions SET text='evil'",
-                "DELETE FROM secrets", "UPDATE secrets SET blob=x'00'"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            db.execute(sql)
-    db.close()
-
-
-def test_swapped_or_tampered_blob_is_detected(store: SqliteStore) -> None:
-    store.create(rec("a", "1" * 64), {"one": b"first", "two": b"second"})
-    db = sqlite3.connect(store.path)
-    db.execute("DROP TRIGGER secrets_no_update")  # an attacker with write access to the file
-    one = db.execute("SELECT blob FROM secrets WHERE secret='one'").fetchone()[0]
-    db.execute("UPDATE secrets SET blob=? WHERE secret='two'", (one,))
-    db.commit()
-    db.close()
-    problems = store.check_integrity()
-    assert len(problems) == 1 and "'two'" in problems[0]
-    with pytest.raises(errors.StoreError, match="failed authentication"):
-        store.secrets("a", "1" * 64)
-
-
-def test_wrong_master_key_is_refused_at_open(tmp_path: Path) -> None:
-    SqliteStore(tmp_path / "cas.db", Sealer(KEY)).close()
-    with pytest.raises(errors.ConfigError, match="master key does not open"):
-        SqliteStore(tmp_path / "cas.db", Sealer(bytes(32)))
-
-
-def test_concurrent_updates_same_predecessor_one_wins(store: SqliteStore) -> None:
-    store.create(rec("race", "0" * 64), {})
-    results: list[str] = []
-    barrier = threading.Barrier(16)
-
-    def attempt(i: int) -> None:
-        barrier.wait()
-        try:
-            store.update(rec("race", f"{i + 1:064x}", "0" * 64), {"k": b"v"})
-            results.append("ok")
-        except errors.Conflict:
-            results.append("conflict")
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == ["conflict"] * 15 + ["ok"]
-    assert len(store.history("race")) == 2
-
-
-def test_disk_full_is_store_full_and_nothing_written(store: SqliteStore) -> None:
-    store.create(rec("a", "1" * 64), {})
-    conn = store._conn()
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count={pages}")
-    with pytest.raises(errors.StoreFull) as info:
-        store.create(rec("big", "2" * 64), {f"s{i}": os.urandom(4000) for i in range(50)})
-    assert info.value.code == "insufficient_storage"
-    assert store.current("big") is None and store.history("big") == []
+def test_a_store_from_before_versioned_schemas_is_adopted(tmp_path: Path) -> None:
+    """A cas.db written before schema_version existed holds migration 1 exactly."""
+    path = tmp_path / "cas.db"
+    old = sqlite3.connect(path)
+    old.executescript(_SCHEMA)
+    old.execute("INSERT INTO meta VALUES ('schema', '1'), ('key_check', ?)",
+                (Sealer(KEY).seal(b"ok", KEY_CHECK_AAD),))
+    old.execute("INSERT INTO session_versions (name, hash, predecessor, text, creator_key_hash,"
+                " creator_cert_pem, created_at) VALUES ('a', 'h', NULL, 't', 'c', 'P', 1.0)")
+    old.execute("INSERT INTO current_sessions VALUES ('a', 'h')")
+    old.commit()
+    old.close()
+    store = SqliteStore(path, Sealer(KEY))
+    try:
+        assert store.schema_version() == 2
+        assert store.current("a") is not None and store.check_integrity() == []
+        assert store.spend_nonce(b"x", 2e9) is True
+    finally:
+        store.close()
 
 
 def test_master_key_file_created_0600_and_checked(tmp_path: Path) -> None:

@@ -1,0 +1,321 @@
+"""The Store contract (:mod:`cloister.cas.store`), run against SQLite and a real PostgreSQL.
+
+Each backend comes with a ``Backend`` that opens stores on the same storage (two
+opens = two replicas) and runs raw SQL the way someone with write access to the
+database would — to show that the invariants hold against that too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloister import errors
+from cloister.cas import SessionRecord, SqliteStore
+from cloister.cas._keys import Sealer
+from cloister.cas.store import Store
+
+KEY = bytes(range(32))
+
+
+def rec(name: str, h: str, pred: str | None = None) -> SessionRecord:
+    return SessionRecord(name, h, pred, f"name: {name}\n", "c" * 64, "PEM", 1.0)
+
+
+@dataclass
+class Backend:
+    name: str
+    open: Callable[[bytes], Store]
+    #: run one statement as a database owner would (no cloister code involved)
+    raw: Callable[[str], list[tuple[Any, ...]]]
+    #: every byte the backend keeps on disk
+    files: Callable[[], Iterator[Path]]
+
+
+def _sqlite_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "cas.db"
+
+    def raw(sql: str) -> list[tuple[Any, ...]]:
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+    return Backend("sqlite", lambda key: SqliteStore(path, Sealer(key)), raw,
+                   lambda: path.parent.glob("cas.db*"))
+
+
+def _postgres_backend(cluster: Any) -> Backend:
+    import psycopg  # noqa: PLC0415
+
+    from cloister.cas._postgres import PostgresStore  # noqa: PLC0415
+
+    url = cluster.url(cluster.new_database())
+
+    def raw(sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url, autocommit=True) as db:
+            cur = db.execute(sql)
+            return cur.fetchall() if cur.description else []
+
+    def files() -> Iterator[Path]:
+        raw("CHECKPOINT")
+        return (p for p in cluster.data.rglob("*") if p.is_file())
+
+    return Backend("postgresql", lambda key: PostgresStore(url, Sealer(key)), raw, files)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return _sqlite_backend(tmp_path)
+    return _postgres_backend(request.getfixturevalue("pg_cluster"))
+
+
+@pytest.fixture
+def opened(backend: Backend) -> Iterator[Callable[[], Store]]:
+    """Open stores on the backend (each call: another replica); all closed afterwards."""
+    stores: list[Store] = []
+
+    def open_one() -> Store:
+        stores.append(backend.open(KEY))
+        return stores[-1]
+
+    yield open_one
+    for store in stores:
+        store.close()
+
+
+def test_create_update_history_and_secrets(backend: Backend, opened: Callable[[], Store]) -> None:
+    store = opened()
+    store.create(rec("a", "1" * 64), {"pw": b"hunter2-contract-secret"})
+    with pytest.raises(errors.Conflict, match="already exists"):
+        store.create(rec("a", "2" * 64), {})
+    store.update(rec("a", "2" * 64, "1" * 64), {"pw": b"hunter2-contract-secret"})
+    with pytest.raises(errors.Conflict, match="not the current hash"):
+        store.update(rec("a", "3" * 64, "1" * 64), {})
+    with pytest.raises(errors.Conflict, match="already has a version"):
+        store.update(rec("a", "1" * 64, "2" * 64), {})
+    with pytest.raises(errors.NotFound):
+        store.update(rec("zz", "3" * 64, "1" * 64), {})
+    assert [r.hash for r in store.history("a")] == ["1" * 64, "2" * 64]
+    assert store.current("a") == rec("a", "2" * 64, "1" * 64)
+    assert store.version("a", "1" * 64) == rec("a", "1" * 64)
+    assert store.version("a", "9" * 64) is None and store.current("nope") is None
+    assert store.secrets("a", "1" * 64) == {"pw": b"hunter2-contract-secret"}
+    assert store.secrets("a", "9" * 64) == {}
+    store.create(rec("b", "4" * 64), {})
+    assert store.names() == ["a", "b"] and store.session_count() == 2
+    assert store.check_integrity() == []
+    assert not any(b"hunter2-contract-secret" in p.read_bytes() for p in backend.files()), \
+        "a secret reached the database files in plaintext"
+
+
+def test_a_write_by_one_replica_is_read_by_another(opened: Callable[[], Store]) -> None:
+    one, two = opened(), opened()
+    one.create(rec("shared", "1" * 64), {"k": b"v"})
+    assert two.current("shared") == rec("shared", "1" * 64)
+    assert two.secrets("shared", "1" * 64) == {"k": b"v"}
+
+
+def test_history_and_secrets_are_append_only(backend: Backend,
+                                             opened: Callable[[], Store]) -> None:
+    store = opened()
+    store.create(rec("a", "1" * 64), {"pw": b"x"})
+    store.add_service_key("k", b"v")
+    statements = ["DELETE FROM session_versions", "UPDATE session_versions SET text='evil'",
+                  "DELETE FROM secrets", "UPDATE secrets SET secret='other'",
+                  "DELETE FROM service_keys", "UPDATE service_keys SET blob=blob"]
+    if backend.name == "postgresql":
+        statements += ["TRUNCATE session_versions CASCADE", "TRUNCATE secrets"]
+    for sql in statements:
+        with pytest.raises(Exception, match="append-only"):
+            backend.raw(sql)
+    assert len(opened().history("a")) == 1 and store.service_key("k") == b"v"
+
+
+def test_swapped_blob_is_detected(backend: Backend, opened: Callable[[], Store]) -> None:
+    store = opened()
+    store.create(rec("a", "1" * 64), {"one": b"first", "two": b"second"})
+    # an attacker who owns the database: guards off, blob of 'one' copied over 'two'
+    if backend.name == "sqlite":
+        backend.raw("DROP TRIGGER secrets_no_update")
+    else:
+        backend.raw("ALTER TABLE secrets DISABLE TRIGGER secrets_append_only")
+    backend.raw("UPDATE secrets SET blob=(SELECT blob FROM secrets WHERE secret='one') "
+                "WHERE secret='two'")
+    problems = store.check_integrity()
+    assert len(problems) == 1 and "'two'" in problems[0], problems
+    with pytest.raises(errors.StoreError, match="failed authentication"):
+        store.secrets("a", "1" * 64)
+
+
+def test_wrong_master_key_is_refused_at_open(backend: Backend) -> None:
+    backend.open(KEY).close()
+    with pytest.raises(errors.ConfigError, match="master key does not open"):
+        backend.open(bytes(32))
+
+
+def race(n: int, write: Callable[[int], None]) -> list[str]:
+    """Run ``write(0..n-1)`` in ``n`` threads released together; "ok"/"conflict" each."""
+    results: list[str] = []
+    barrier = threading.Barrier(n)
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            write(i)
+            results.append("ok")
+        except errors.Conflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_updates_to_two_replicas_exactly_one_wins(
+        opened: Callable[[], Store]) -> None:
+    replicas = [opened(), opened()]
+    replicas[0].create(rec("race", "0" * 64), {})
+    results = race(16, lambda i: replicas[i % 2].update(
+        rec("race", f"{i + 1:064x}", "0" * 64), {"k": b"v"}))
+    assert sorted(results) == ["conflict"] * 15 + ["ok"]
+    history = replicas[1].history("race")
+    assert len(history) == 2
+    assert replicas[0].current("race") == history[1]
+
+
+def test_concurrent_creates_of_one_name_exactly_one_wins(opened: Callable[[], Store]) -> None:
+    replicas = [opened(), opened()]
+    results = race(8, lambda i: replicas[i % 2].create(
+        rec("new", f"{i + 1:064x}"), {"k": bytes([i])}))
+    assert sorted(results) == ["conflict"] * 7 + ["ok"]
+    (only,) = replicas[0].history("new")
+    assert replicas[1].current("new") == only
+    assert replicas[0].check_integrity() == []
+
+
+def test_service_key_is_added_once_and_sealed(backend: Backend,
+                                              opened: Callable[[], Store]) -> None:
+    one, two = opened(), opened()
+    assert one.service_key("cas-ca") is None
+    assert one.add_service_key("cas-ca", b"first-service-key-material") == \
+        b"first-service-key-material"
+    # a second replica that raced with its own value gets the first one's
+    assert two.add_service_key("cas-ca", b"second") == b"first-service-key-material"
+    assert two.service_key("cas-ca") == b"first-service-key-material"
+    assert not any(b"first-service-key-material" in p.read_bytes() for p in backend.files())
+    if backend.name == "sqlite":
+        backend.raw("DROP TRIGGER service_keys_no_update")
+    else:
+        backend.raw("ALTER TABLE service_keys DISABLE TRIGGER service_keys_append_only")
+    backend.raw("UPDATE service_keys SET name='other'")
+    with pytest.raises(errors.StoreError, match="failed authentication"):
+        one.service_key("other")
+    assert any("service key 'other'" in p for p in one.check_integrity())
+
+
+def test_a_nonce_is_spent_once_across_replicas(backend: Backend,
+                                                opened: Callable[[], Store]) -> None:
+    one, two = opened(), opened()
+    later = time.time() + 60
+    assert one.spend_nonce(b"n" * 32, later) is True
+    assert two.spend_nonce(b"n" * 32, later) is False
+    assert one.spend_nonce(b"n" * 32, later) is False
+    one.spend_nonce(b"old" * 8, time.time() - 1)  # already expired: swept on a later spend
+    two.spend_nonce(b"m" * 32, later)
+    if backend.name == "sqlite":
+        left = {bytes(r[0]) for r in backend.raw("SELECT nonce FROM spent_nonces")}
+        assert b"old" * 8 not in left and b"n" * 32 in left
+
+
+def test_schema_is_versioned_and_a_newer_one_refused(backend: Backend,
+                                                     opened: Callable[[], Store]) -> None:
+    store = opened()
+    assert store.schema_version() == 2  # type: ignore[attr-defined]
+    rows = backend.raw("SELECT version, summary FROM schema_version ORDER BY version")
+    assert [r[0] for r in rows] == [1, 2] and all(r[1] for r in rows)
+    store.close()
+    opened().close()  # reopening applies nothing twice
+    assert len(backend.raw("SELECT version FROM schema_version")) == 2
+    backend.raw("INSERT INTO schema_version VALUES (99, 'from the future', 0)")
+    with pytest.raises(errors.ConfigError, match="schema version 99, newer than this cloister"):
+        backend.open(KEY)
+
+
+def test_disk_full_is_store_full_nothing_written_and_recovers(
+        backend: Backend, request: pytest.FixtureRequest) -> None:
+    with contextlib.ExitStack() as stack:
+        if backend.name == "sqlite":
+            store = stack.enter_context(contextlib.closing(backend.open(KEY)))
+            store.create(rec("a", "1" * 64), {})
+            conn = store._conn()  # type: ignore[attr-defined]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count={pages}")
+            release = lambda: conn.execute("PRAGMA max_page_count=1073741823")  # noqa: E731
+        else:
+            store, release = stack.enter_context(
+                _postgres_on_full_disk(request.getfixturevalue("pg_cluster")))
+        with pytest.raises(errors.StoreFull) as info:
+            store.create(rec("big", "2" * 64), {f"s{i}": os.urandom(4000) for i in range(50)})
+        assert info.value.code == "insufficient_storage" and "full" in info.value.message
+        assert store.current("big") is None and store.history("big") == []
+        release()
+        store.create(rec("big", "2" * 64), {f"s{i}": os.urandom(4000) for i in range(50)})
+        assert len(store.secrets("big", "2" * 64)) == 50
+        assert store.check_integrity() == []
+
+
+@contextlib.contextmanager
+def _postgres_on_full_disk(cluster: Any) -> Iterator[tuple[Store, Callable[[], None]]]:
+    """A database whose tables live on a small tmpfs, filled to the last byte."""
+    from cloister.cas._postgres import PostgresStore  # noqa: PLC0415
+
+    space = f"small_{os.getpid()}_{time.monotonic_ns()}"
+    mount = cluster.root / space
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("nobody")
+            os.chown(mount, entry.pw_uid, entry.pw_gid)
+        cluster.psql("postgres", f"CREATE TABLESPACE {space} LOCATION '{mount}'")
+        cluster.psql("postgres", f"CREATE DATABASE {space} TABLESPACE {space}")
+        store = PostgresStore(cluster.url(space), Sealer(KEY))
+        filler = mount / "filler"
+        try:
+            store.create(rec("a", "1" * 64), {})
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            chunk = b"\0" * 65536
+            while chunk:  # every byte the tmpfs has left
+                try:
+                    os.write(fd, chunk)
+                except OSError:
+                    chunk = chunk[: len(chunk) // 2]
+            os.close(fd)
+            yield store, filler.unlink
+        finally:
+            store.close()
+            filler.unlink(missing_ok=True)
+            cluster.psql("postgres", f"DROP DATABASE {space}")
+            cluster.psql("postgres", f"DROP TABLESPACE {space}")
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
