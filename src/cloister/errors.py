@@ -6,6 +6,14 @@ one-line, user-facing ``message`` (what, where, how to fix) and optional
 material.  Subclasses say where the fault lies; the HTTP status of each
 class is mapped in :mod:`cloister.cas._errors_http` and the exit code in
 :mod:`cloister.cli._exit` — exactly one place each.
+
+Two roots sit side by side: a *decision* (the CAS or LAS answered, and
+refused: :class:`AccessDenied`, :class:`AttestationError`, :class:`NotFound`
+…) and a :class:`TransportError` (no trustworthy answer at all: the peer is
+unreachable, TLS failed, it timed out, or it is not a cloister service).  A
+client raises the server's own class for an error answer (the status and
+``code`` come from the server's table), so a remote error exits as the local
+one does; only transport failures are client-side classes.
 """
 
 from __future__ import annotations
@@ -63,6 +71,12 @@ class RequestError(Error):
     """A request to the CAS is malformed (bad body, bad parameters)."""
 
     code = "bad_request"
+
+
+class MethodNotAllowed(RequestError):
+    """The path exists but not with this method."""
+
+    code = "method_not_allowed"
 
 
 class AuthenticationError(Error):
@@ -140,13 +154,44 @@ class EvidenceError(AttestationError):
     code = "bad_evidence"
 
 
-# --- client side -----------------------------------------------------------
+# --- transport: no trustworthy answer (not a decision of the CAS or LAS) ------
 
 
-class CASClientError(Error):
-    """Talking to a CAS failed: unreachable, untrusted certificate, or an error answer."""
+class TransportError(Error):
+    """Talking to a CAS or LAS failed before it decided anything."""
 
-    code = "cas_client_error"
+    code = "transport_failed"
+
+
+class Unreachable(TransportError):
+    """The peer cannot be reached: refused, no such host, connection dropped (worth retrying)."""
+
+    code = "unreachable"
+
+
+class Timeout(Unreachable):
+    """The peer did not answer in time (worth retrying)."""
+
+    code = "timeout"
+
+
+class TLSError(TransportError):
+    """The TLS handshake failed: not the pinned certificate, an unusable client identity."""
+
+    code = "tls_failed"
+
+
+class BadAnswer(TransportError):
+    """The peer answered something no cloister CAS or LAS of this version sends."""
+
+    code = "bad_answer"
+
+
+#: the name of :class:`TransportError` before it had subclasses (kept for one release)
+CASClientError = TransportError
+
+
+# --- local configuration -----------------------------------------------------
 
 
 class ConfigError(Error):

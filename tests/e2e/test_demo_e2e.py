@@ -260,3 +260,35 @@ def test_a_failure_after_redis_started_leaves_no_key_on_tmpfs(tmp_path: Path) ->
     assert "redis" in done.stdout.split("stopped")[-1]
     assert not Layout.of(d.dir).redis_tls.exists(), "Redis's TLS key left on tmpfs"
     assert not list((d.dir / "pids").glob("*.json"))
+
+
+def test_up_after_a_template_change_updates_the_session(tmp_path: Path) -> None:
+    """A changed template is an update (the CAS answers 200, not 201): up must succeed."""
+    app = tmp_path / "app"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "patients", app)
+    d = Demo.fresh(tmp_path / "demo")
+
+    def up() -> subprocess.CompletedProcess[str]:
+        return d.cli("demo", "up", "--detach", "--dir", str(d.dir), "--app", str(app),
+                     "--cas-port", str(d.cas_port), "--las-port", str(d.las_port),
+                     "--redis-port", str(d.redis_port), "--api-port", str(d.api_port))
+
+    first = up()
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        url = f"https://api:{d.api_port}/patient/kept_2"
+        status, posted = d.api(tmp_path, "-X", "POST", url, "-d", SEED_FORM)
+        assert status == 201
+        d.down()
+        redis = app / "policies" / "redis.yml"
+        redis.write_text(redis.read_text().replace("--protected-mode no",
+                                                   "--protected-mode no --maxclients 1000"))
+        again = up()
+        assert again.returncode == 0, again.stdout + again.stderr
+        stored = [line.strip() for line in again.stdout.splitlines() if "session " in line
+                  and ": " in line and "storing" not in line]
+        assert any("redis" in line and line.endswith("updated (new certificates)")
+                   for line in stored), stored
+        assert d.api(tmp_path, url) == (200, posted)  # the data survived the update
+    finally:
+        d.cli("demo", "down", "--dir", str(d.dir))

@@ -187,12 +187,12 @@ def test_values_of_export_public_ca(
 
 def test_first_contact_is_refused_with_instructions(cli: Cli) -> None:
     result = cli("session", "read", "anything", "--cas", cli.addr)
-    line = _one_error(result)
+    line = _one_error(result, code=2)  # a local configuration to fix, not a CAS refusal
     assert f"no pinned certificate for the CAS at {cli.addr}" in line
     assert "--cas-cert FILE" in result.stderr and "--insecure-first-contact" in result.stderr
     assert not (cli.home / "known-cas").exists()
     # values too (no identity involved)
-    assert "no pinned certificate" in _one_error(cli("values", "x", "--cas", cli.addr))
+    assert "no pinned certificate" in _one_error(cli("values", "x", "--cas", cli.addr), code=2)
 
 
 def test_unknown_session_is_one_line_exit_5(cli: Cli, cas: CAS) -> None:
@@ -320,3 +320,21 @@ def test_invalid_session_is_refused_before_sending(cli: Cli, cas: CAS, tmp_path:
     assert str(bad) in line and "secretz" in line
     missing = cli("session", "create", str(bad.with_name("nope.yml")), "--cas", cli.addr)
     assert "cannot read session file" in _one_error(missing, 2)
+
+
+def test_a_remote_secret_error_exits_as_a_local_one(cli: Cli, cas: CAS, tmp_path: Path) -> None:
+    """The CAS refuses an import it cannot resolve (422 secret_error): exit 7, as locally."""
+    from cloister import errors  # noqa: PLC0415
+    from cloister.cli._exit import exit_code_for  # noqa: PLC0415
+
+    importer = tmp_path / "importer.yml"
+    importer.write_text(
+        'name: importer-7\nversion: "0.3"\nsecrets:\n  - name: borrowed\n    import:\n'
+        "      session: no-such-exporter\n      secret: token\n"
+    )
+    result = cli("session", "create", str(importer), "--cas", cli.addr,
+                 "--cas-cert", str(cas.state / "cas-ca.pem"))
+    local = exit_code_for(errors.SecretError("a secret cannot be rendered"))
+    line = _one_error(result, code=local)
+    assert local == 7
+    assert "imports 'token' from session 'no-such-exporter', which does not exist" in line

@@ -43,7 +43,7 @@ class Las:
             try:
                 LasClient(self.addr, timeout=2).platform()
                 return
-            except errors.EvidenceError:
+            except errors.Unreachable:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     pytest.fail(f"LAS did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]

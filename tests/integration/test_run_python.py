@@ -104,6 +104,19 @@ def refused(plat: Platform, program: Path, config_id: str, *reasons: str) -> Non
     assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
 
 
+def test_a_pinned_leaf_certificate_works_for_run_too(plat: Platform, program: Path) -> None:
+    """Pinning the CAS's server certificate (not its CA) works as for ``cloister session``."""
+    plat.create(session("leafpin", program, python_measurement()))
+    leaf = plat.cas.state / "cas-server.pem"
+    done = plat.run("leafpin/app", CLOISTER_CAS_CERT=str(leaf))
+    assert done.returncode == 7, done.stderr  # the program ran (and exited with its own 7)
+    assert "greeting hello" in done.stdout
+    # and a certificate that is not the CAS's is refused
+    wrong = plat.run("leafpin/app", CLOISTER_CAS_CERT=str(plat.owner.cert))
+    assert wrong.returncode == 5 and "does not match the pinned certificate" in wrong.stderr
+    assert "greeting" not in wrong.stdout
+
+
 def test_unlisted_measurement_is_refused(plat: Platform, program: Path) -> None:
     plat.create(session("wrong-m", program, "c" * 64))
     refused(plat, program, "wrong-m/app",
@@ -153,8 +166,8 @@ def test_unreachable_cas_fails_clearly_after_bounded_retries(plat: Platform, pro
                                                               tmp_path: Path) -> None:
     done = plat.run("x/app", CLOISTER_CAS_ADDR="127.0.0.1:1", CLOISTER_RETRY_SECONDS="1")
     assert done.returncode == 5
-    assert "cannot reach CAS at 127.0.0.1:1" in done.stderr
-    assert "gave up after 1s of retries" in done.stderr
+    assert "the CAS at 127.0.0.1:1 refused the connection" in done.stderr
+    assert "gave up after 1s of retries, CLOISTER_RETRY_SECONDS=1" in done.stderr
 
 
 def test_a_failing_program_shows_its_own_traceback_like_python(plat: Platform,

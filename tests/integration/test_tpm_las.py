@@ -116,7 +116,7 @@ class TpmLas:
             try:
                 LasClient(self.addr, timeout=2).platform()
                 return
-            except errors.EvidenceError:
+            except errors.Unreachable:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     err = self.proc.stderr.read()  # type: ignore[union-attr]

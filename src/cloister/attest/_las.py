@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from cloister import errors
+from cloister._address import parse_host_port
 from cloister.attest import _registry
 from cloister.attest._las_client import DEFAULT_PORT
 from cloister.attest._plugin import Quoter
@@ -61,13 +62,9 @@ def default_state_dir() -> Path:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` → ``(host, port)``; :class:`errors.ConfigError` if bad."""
-    host, sep, port_text = listen.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise errors.ConfigError(
-            f"bad listen address {listen!r}", details=["write HOST:PORT, e.g. 127.0.0.1:18766"]
-        )
-    return host, int(port_text)
+    where = parse_host_port(listen, default_port=None, what="listen address",
+                            example="127.0.0.1:18766", listen=True)
+    return where.host, where.port
 
 
 def is_loopback_host(host: str) -> bool:

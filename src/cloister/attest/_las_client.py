@@ -10,10 +10,13 @@ import os
 from typing import Any
 
 from cloister import errors
+from cloister._address import parse_host_port
 
 
-class LasUnreachable(errors.EvidenceError):
-    """The LAS could not be reached at all (worth retrying; any other failure is not)."""
+class LasUnreachable(errors.Unreachable):
+    """The LAS could not be reached at all (worth retrying; any other failure is not).
+
+    A transport failure, not an attestation refusal: nothing was decided."""
 
 
 #: the LAS's port (SCONE's too); defined here so clients need not import the server
@@ -28,28 +31,14 @@ def default_las_address() -> str:
             or f"127.0.0.1:{DEFAULT_PORT}")
 
 
-def _split(addr: str) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6]:port``; the port defaults to 18766 (as SCONE's ``las``)."""
-    addr = addr.removeprefix("http://").rstrip("/")
-    if addr.startswith("["):
-        host, _, rest = addr[1:].partition("]")
-        port = rest.removeprefix(":")
-    elif addr.count(":") == 1:
-        host, _, port = addr.partition(":")
-    else:
-        host, port = addr, ""
-    if not host or (port and not port.isdigit()):
-        raise errors.ConfigError(f"bad LAS address {addr!r}",
-                                 details=["write HOST[:PORT], e.g. 127.0.0.1:18766"])
-    return host, int(port) if port else DEFAULT_PORT
-
-
 class LasClient:
     """Talks to the LAS at ``addr`` (plain HTTP: the LAS is node-local)."""
 
     def __init__(self, addr: str | None = None, *, timeout: float = _TIMEOUT) -> None:
         self.addr = addr or default_las_address()
-        self.host, self.port = _split(self.addr)
+        where = parse_host_port(self.addr, default_port=DEFAULT_PORT, what="LAS address",
+                                example="CLOISTER_LAS_ADDR=127.0.0.1:18766")
+        self.host, self.port = where.host, where.port
         self.timeout = timeout
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cloister._pki import key_hash
 from cloister.cas._app import DEFAULT_MAX_BODY, AppContext, CASApp
 from cloister.cas._audit import AuditLog
 from cloister.cas._engine import SecretEngine
-from cloister.cas._http import Caller, Request, Response, key_hash, key_hash_of_pem
+from cloister.cas._http import Caller, Request, Response, key_hash_of_pem
 from cloister.cas._identity import CASIdentity, load_or_create_identity
 from cloister.cas._routes import Auth, Route, route_table
 from cloister.cas._server import CASServer, ServerConfig, build_context, check_state, open_store

@@ -13,44 +13,15 @@ import traceback
 import uuid
 
 from cloister import errors
+from cloister._http_status import DEFAULT_STATUS, HTTP_STATUS, status_for
 from cloister.cas._http import Response
+from cloister.errors import MethodNotAllowed
 
 _log = logging.getLogger(__name__)
 
-#: most specific class first; the first ``isinstance`` match wins
-HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
-    (errors.TemplateError, 400),
-    (errors.PolicyError, 400),
-    (errors.RequestError, 400),
-    (errors.AuthenticationError, 401),
-    (errors.AccessDenied, 403),
-    (errors.NotFound, 404),
-    (errors.NotPublic, 403),
-    (errors.Conflict, 409),
-    (errors.PayloadTooLarge, 413),
-    (errors.SecretError, 422),
-    (errors.EvidenceError, 400),
-    (errors.AttestationError, 403),
-    (errors.StoreFull, 507),
-    (errors.StoreError, 503),
-    (errors.Overloaded, 503),
-)
-DEFAULT_STATUS = 500
-
-
-class MethodNotAllowed(errors.RequestError):
-    """The path exists but not with this method."""
-
-    code = "method_not_allowed"
-
-
-def status_for(err: errors.Error) -> int:
-    if isinstance(err, MethodNotAllowed):
-        return 405
-    for cls, status in HTTP_STATUS:
-        if isinstance(err, cls):
-            return status
-    return DEFAULT_STATUS
+# the table lives in cloister._http_status, which clients read too (light, no server)
+__all__ = ["DEFAULT_STATUS", "HTTP_STATUS", "MethodNotAllowed", "error_body", "error_response",
+           "status_for"]
 
 
 def error_body(code: str, message: str, details: list[str]) -> dict[str, object]:

@@ -7,28 +7,19 @@ connection, and return a :class:`Response`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
+from cloister._pki import key_hash
 
 #: environ keys set only by :class:`cloister.cas._tls.IdentityGateway`
 ENV_KEY_HASH = "cloister.caller_key_hash"
 ENV_CERT_PEM = "cloister.caller_cert_pem"
-
-
-def key_hash(cert: x509.Certificate) -> str:
-    """Identity of a certificate holder: SHA-256 hex of the DER SubjectPublicKeyInfo."""
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).hexdigest()
 
 
 def key_hash_of_pem(pem: str) -> str:

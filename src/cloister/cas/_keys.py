@@ -12,37 +12,20 @@ Invariants:
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cloister import errors
+from cloister._files import check_private_file, write_private_file
 
 KEY_SIZE = 32
 _NONCE_SIZE = 12
 _FORMAT_V1 = b"\x01"
 
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 holding ``data``; fail if it already exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def check_private_file(path: Path) -> None:
-    """Refuse a key file that group or others can read or write."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise errors.ConfigError(
-            f"key file {path} has unsafe permissions {mode:04o}",
-            details=[f"run: chmod 600 {path}"],
-        )
+__all__ = ["KEY_SIZE", "Sealer", "check_private_file", "load_or_create_master_key",
+           "secret_aad", "write_private_file"]
 
 
 def load_or_create_master_key(path: Path, *, create: bool = True) -> bytes:

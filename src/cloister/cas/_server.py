@@ -19,6 +19,7 @@ from typing import Any
 from cheroot import wsgi
 
 from cloister import errors
+from cloister._address import parse_host_port
 from cloister.attest import load_collateral
 from cloister.cas._app import DEFAULT_MAX_BODY, AppContext, CASApp
 from cloister.cas._attestation import COLLATERAL_EXTENSION
@@ -63,13 +64,10 @@ class ServerConfig:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → ``(host, port)``."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise errors.ConfigError(
-            f"invalid listen address {value!r}", details=["write HOST:PORT, e.g. 0.0.0.0:8081"]
-        )
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; no host: every address) → ``(host, port)``."""
+    where = parse_host_port(value, default_port=None, what="listen address",
+                            example="0.0.0.0:8081", empty_host="0.0.0.0", listen=True)  # noqa: S104
+    return where.host, where.port
 
 
 def prepare_state(state: Path) -> None:

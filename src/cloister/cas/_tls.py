@@ -34,7 +34,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from cloister.cas._http import ENV_CERT_PEM, ENV_KEY_HASH, key_hash
+from cloister._pki import key_hash
+from cloister.cas._http import ENV_CERT_PEM, ENV_KEY_HASH
 
 _log = logging.getLogger(__name__)
 

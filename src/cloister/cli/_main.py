@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from cloister import __version__, errors
-from cloister.cli._exit import exit_code_for
+from cloister.cli._exit import INTERRUPTED_EXIT, epilog, exit_code_for
 
 #: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
 COMMAND_MODULES: tuple[str, ...] = (
@@ -37,6 +37,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cloister",
         description="Run unmodified Python services confidentially.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"cloister {__version__}")
     parser.add_argument(
@@ -81,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(err)
         return exit_code_for(err)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED_EXIT
     except OSError as err:
         # the system refused something (a path, a port, a permission): say what, where
         if args.verbose:

@@ -21,7 +21,7 @@ def _values(args: argparse.Namespace) -> int:
         return 0
     value = cas.public_value(args.session, args.secret).get("value")
     if not isinstance(value, str):
-        raise errors.CASClientError(
+        raise errors.BadAnswer(
             f"CAS {cas.address} sent no value for {args.session}/{args.secret}"
         )
     write_text(value)

@@ -10,9 +10,11 @@ Typical use::
 - :func:`connect` resolves ``--cas`` / ``$CLOISTER_CAS_ADDR`` / ``$SCONE_CAS_ADDR``,
   the pinned certificate (``--cas-cert``, ``$CLOISTER_CAS_CERT``, the stored
   pin) and the client identity (``~/.cloister`` or ``$CLOISTER_HOME``).
-- :class:`CASClient` is the HTTP API; every failure is a
-  :class:`cloister.errors.CASClientError` (server errors are also instances
-  of the server's class: ``NotFound``, ``Conflict``, ``AccessDenied`` …).
+- :class:`CASClient` is the HTTP API; a transport failure is a
+  :class:`cloister.errors.TransportError`, an error answer the server's own
+  class (``NotFound``, ``Conflict``, ``AccessDenied``, ``SecretError`` …).
+- :class:`Transport` / :func:`post_json` / :func:`tls_context`: the light
+  layer under it (what ``cloister run`` uses).
 - :func:`attest`, :func:`fetch_certificate`, :func:`show_certificate` pin
   and inspect a CAS certificate; :func:`load_identity` the client identity;
   :func:`prepare_session_text` edits session text (``name``, ``predecessor``).
@@ -30,12 +32,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cloister.client._cas import (
         DEFAULT_TIMEOUT,
-        REMOTE_ERRORS,
         CASClient,
         Reply,
         SessionRef,
         SessionVersion,
-        remote_error_class,
     )
     from cloister.client._connect import (
         Attested,
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         prepare_session_text,
         set_top_level_key,
     )
+    from cloister.client._transport import Transport, post_json, tls_context
     from cloister.client._trust import (
         DEFAULT_PORT,
         CASAddress,
@@ -65,18 +66,15 @@ if TYPE_CHECKING:
         pin_path,
         resolve_address,
         save_pin,
-        tls_context,
     )
 
 #: public name -> the module that defines it
 _MODULES: dict[str, str] = {
     "DEFAULT_TIMEOUT": "cloister.client._cas",
-    "REMOTE_ERRORS": "cloister.client._cas",
     "CASClient": "cloister.client._cas",
     "Reply": "cloister.client._cas",
     "SessionRef": "cloister.client._cas",
     "SessionVersion": "cloister.client._cas",
-    "remote_error_class": "cloister.client._cas",
     "Attested": "cloister.client._connect",
     "FetchedCertificate": "cloister.client._connect",
     "ShownCertificate": "cloister.client._connect",
@@ -98,7 +96,9 @@ _MODULES: dict[str, str] = {
     "pin_path": "cloister.client._trust",
     "resolve_address": "cloister.client._trust",
     "save_pin": "cloister.client._trust",
-    "tls_context": "cloister.client._trust",
+    "tls_context": "cloister.client._transport",
+    "Transport": "cloister.client._transport",
+    "post_json": "cloister.client._transport",
 }
 
 
@@ -114,7 +114,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TIMEOUT",
-    "REMOTE_ERRORS",
     "Attested",
     "CASAddress",
     "CASClient",
@@ -124,6 +123,7 @@ __all__ = [
     "SessionRef",
     "SessionVersion",
     "ShownCertificate",
+    "Transport",
     "Trust",
     "attest",
     "connect",
@@ -134,8 +134,8 @@ __all__ = [
     "load_identity",
     "pin_path",
     "pins_home",
+    "post_json",
     "prepare_session_text",
-    "remote_error_class",
     "resolve_address",
     "save_pin",
     "set_top_level_key",

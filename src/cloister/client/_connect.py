@@ -56,8 +56,8 @@ def pins_home(identity: Path | str | None) -> Path:
     return identity_home()
 
 
-def first_contact_refused(address: CASAddress) -> errors.CASClientError:
-    return errors.CASClientError(
+def first_contact_refused(address: CASAddress) -> errors.ConfigError:
+    return errors.ConfigError(
         f"no pinned certificate for the CAS at {address}: refusing to trust it blindly",
         details=[
             "give its certificate: --cas-cert FILE or CLOISTER_CAS_CERT=FILE "
@@ -92,7 +92,7 @@ def fetch_certificate(
     """
     reply = CASClient(address, None, timeout=timeout).request("GET", "/v1/certificate")
     if reply.peer_cert is None:
-        raise errors.CASClientError(f"the CAS at {address} presented no certificate")
+        raise errors.TLSError(f"the CAS at {address} presented no certificate")
     leaf = x509.load_der_x509_certificate(reply.peer_cert)
     leaf_pem = leaf.public_bytes(serialization.Encoding.PEM).decode("ascii")
     if reply.status == 404:
@@ -102,7 +102,7 @@ def fetch_certificate(
         ca_pem = str(data["certificate"])
         ca = x509.load_pem_x509_certificate(ca_pem.encode("ascii"))
     except (ValueError, KeyError, TypeError, UnicodeError):
-        raise errors.CASClientError(
+        raise errors.BadAnswer(
             f"the CAS at {address} did not report its certificate (HTTP {reply.status})",
             details=[f"is {address.url} a cloister CAS?"],
         ) from None
@@ -110,7 +110,7 @@ def fetch_certificate(
         try:
             leaf.verify_directly_issued_by(ca)
         except (ValueError, TypeError, InvalidSignature):
-            raise errors.CASClientError(
+            raise errors.TLSError(
                 f"the CAS at {address} reports a certificate that did not issue the one it "
                 "presents: refusing to pin either",
                 details=["someone may be intercepting the connection"],

@@ -1,7 +1,7 @@
 """The client's identity at a CAS: a self-signed P-256 key and certificate.
 
 A CAS knows a caller by the SHA-256 of its certificate's SubjectPublicKeyInfo
-(:func:`cloister.cas.key_hash`), so the certificate itself may be self-signed.
+(:func:`cloister._pki.key_hash`), so the certificate itself may be self-signed.
 
 Invariants:
 - the identity home (``$CLOISTER_HOME`` or ``~/.cloister``) is created 0700
@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloister import errors
-from cloister.cas._http import key_hash
-from cloister.cas._keys import check_private_file, write_private_file
+from cloister._files import check_private_file, write_private_file
+from cloister._pki import key_hash
 
 #: file names inside an identity directory (curl's ``--cert`` / ``--key``)
 CERT_FILE = "client.pem"
@@ -76,13 +76,17 @@ class ClientIdentity:
     created: bool = False
 
 
-def _new_identity() -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
+def _who() -> str:
     try:
-        who = f"{getpass.getuser()}@{socket.gethostname()}"
+        return f"cloister client {getpass.getuser()}@{socket.gethostname()}"[:64]
     except (OSError, KeyError):
-        who = socket.gethostname()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"cloister client {who}"[:64])])
+        return f"cloister client {socket.gethostname()}"[:64]
+
+
+def new_identity(common_name: str | None = None) -> tuple[bytes, bytes]:
+    """(key PEM, certificate PEM) of a new self-signed P-256 identity."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or _who())])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -132,7 +136,7 @@ def _create_in(directory: Path) -> bool:
                 details=["restore the missing file, or move both away to create a new "
                          "identity (a new key is a new identity to every CAS)"],
             )
-        key_pem, cert_pem = _new_identity()
+        key_pem, cert_pem = new_identity()
         tmp = key_path.with_name(key_path.name + ".tmp")
         tmp.unlink(missing_ok=True)
         write_private_file(tmp, key_pem)
@@ -162,7 +166,33 @@ def _load(cert_path: Path, key_path: Path, home: Path, created: bool) -> ClientI
         raise errors.ConfigError(
             f"identity key {key_path} does not belong to certificate {cert_path}"
         )
+    _check_dates(cert, cert_path)
     return ClientIdentity(cert_path, key_path, home, pem, key_hash(cert), created)
+
+
+def _check_dates(cert: x509.Certificate, cert_path: Path) -> None:
+    """A CAS refuses an identity outside its validity; say so before connecting."""
+    now = dt.datetime.now(dt.UTC)
+    fix = (f"make a new identity: move {cert_path.name} and its key away (a new one is created "
+           "on next use; a new key is a new identity to every CAS, so ask the session owners "
+           "to grant it), or give another with --identity")
+    if cert.not_valid_after_utc < now:
+        raise errors.ConfigError(
+            f"client identity {cert_path} expired on "
+            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: a CAS refuses it",
+            details=[fix],
+        )
+    if cert.not_valid_before_utc > now:
+        raise errors.ConfigError(
+            f"client identity {cert_path} is not valid before "
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC: a CAS refuses it",
+            details=["check this machine's clock (date -u)", fix],
+        )
+
+
+def load_identity_files(cert_path: Path, key_path: Path) -> ClientIdentity:
+    """The identity in exactly these two files (its home: their directory)."""
+    return _load(cert_path, key_path, cert_path.parent, False)
 
 
 def load_identity(path: Path | str | None = None) -> ClientIdentity:

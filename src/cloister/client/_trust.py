@@ -1,26 +1,18 @@
-"""How a client finds and trusts a CAS: its address, the pinned certificate, the TLS context.
+"""How a client finds and trusts a CAS: its address and the pinned certificate.
 
-Pinning (what "verify the CAS" means here):
-- the trust anchor is exactly one certificate — ``--cas-cert FILE``, else
-  ``$CLOISTER_CAS_CERT``, else the pin stored for that address under
-  ``<identity home>/known-cas/`` — and it is the *only* CA the TLS context
-  loads (no system CAs);
-- usually it is the CAS's own CA certificate (``cas-ca.pem``), which issues
-  nothing but that CAS's server certificates, so the server certificate may
-  be re-issued for new names without breaking the pin; a pinned server
-  (leaf) certificate works too (``VERIFY_X509_PARTIAL_CHAIN``);
-- host names are *not* checked: the pin already names exactly one CAS, and
-  a CAS is reached by addresses its certificate cannot know in advance
-  (container names, IP addresses, tunnels).  Chain verification against the
-  pin (signature, validity) is what authenticates the server.
+The trust anchor is exactly one certificate — ``--cas-cert FILE``, else
+``$CLOISTER_CAS_CERT``, else the pin stored for that address under
+``<identity home>/known-cas/``.  Usually it is the CAS's own CA certificate
+(``cas-ca.pem``), which issues nothing but that CAS's server certificates, so
+the server certificate may be re-issued for new names without breaking the
+pin; a pinned server (leaf) certificate works too.  The TLS context built
+from it is :func:`cloister.client._transport.tls_context` (the only one).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
-from cloister.client._identity import ClientIdentity, ensure_private_dir
+from cloister._address import HostPort, parse_host_port
+from cloister.client._identity import ensure_private_dir
+from cloister.client._transport import fingerprint_der
 
 DEFAULT_PORT = 8081
 DEFAULT_HOST = "cas"
@@ -36,44 +30,20 @@ ADDRESS_VARIABLES = ("CLOISTER_CAS_ADDR", "SCONE_CAS_ADDR")
 CERT_VARIABLE = "CLOISTER_CAS_CERT"
 PINS_DIR = "known-cas"
 
-_HOST_RE = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
 
 
 @dataclass(frozen=True)
-class CASAddress:
+class CASAddress(HostPort):
     """Where a CAS listens; ``str()`` gives ``host:port`` (``[v6]:port``)."""
 
-    host: str
     port: int = DEFAULT_PORT
 
     @classmethod
     def parse(cls, value: str) -> CASAddress:
         """``host``, ``host:port``, ``[v6]:port`` or ``https://host:port/``."""
-        text = value.strip()
-        for prefix in ("https://", "http://"):
-            if text.lower().startswith(prefix):
-                text = text[len(prefix) :]
-        text = text.rstrip("/")
-        host, sep, port_text, valid = text, "", "", True
-        if text.startswith("["):
-            host, bracket, rest = text[1:].partition("]")
-            valid = bool(bracket) and (not rest or rest.startswith(":"))
-            sep, port_text = rest[:1], rest[1:]
-        elif text.count(":") == 1:
-            host, sep, port_text = text.partition(":")
-        port = DEFAULT_PORT
-        if sep:
-            port = int(port_text) if port_text.isdigit() else -1
-        if not (valid and host and _HOST_RE.fullmatch(host) and 0 < port < 65536):
-            raise errors.ConfigError(
-                f"invalid CAS address {value!r}",
-                details=["write HOST or HOST:PORT (default port 8081), e.g. --cas cas:8081"],
-            )
-        return cls(host.lower(), port)
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        where = parse_host_port(value, default_port=DEFAULT_PORT, what="CAS address",
+                                example="--cas cas:8081")
+        return cls(where.host.lower(), where.port)
 
     @property
     def url(self) -> str:
@@ -95,9 +65,7 @@ def certificate_der(pem: str) -> bytes:
 
 def fingerprint(cert: str | bytes) -> str:
     """SHA-256 of a certificate's DER (PEM text or DER bytes), as ``openssl x509 -fingerprint``."""
-    der = certificate_der(cert) if isinstance(cert, str) else cert
-    digest = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+    return fingerprint_der(certificate_der(cert) if isinstance(cert, str) else cert)
 
 
 def read_certificate_file(path: Path | str, what: str) -> str:
@@ -160,25 +128,3 @@ def save_pin(home: Path, address: CASAddress, pem: str) -> Path:
         os.close(fd)
     os.replace(tmp, path)
     return path
-
-
-def tls_context(trust: Trust | None, identity: ClientIdentity | None = None) -> ssl.SSLContext:
-    """TLS >= 1.2 context trusting only ``trust`` (``None``: unverified, for first contact)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False  # see the module docstring: the pin is the identity
-    if trust is None:
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        ctx.load_verify_locations(cadata=trust.pem)
-    if identity is not None:
-        try:
-            ctx.load_cert_chain(identity.cert_path, identity.key_path)
-        except (ssl.SSLError, OSError):
-            raise errors.ConfigError(
-                f"cannot use client identity {identity.cert_path}",
-                details=["the certificate and key must be PEM files that belong together"],
-            ) from None
-    return ctx

@@ -23,7 +23,7 @@ from pathlib import Path
 from cloister import errors, fspf
 from cloister.attest import measure
 from cloister.demo import _services as svc
-from cloister.demo._cas import CASClient, ensure_identity
+from cloister.demo._cas import DemoCAS, ensure_identity
 from cloister.demo._layout import STOP_ORDER, DemoOptions, Layout, default_app_dir, source_digest
 from cloister.demo._procs import ProcessTable
 from cloister.policy import substitute_variables
@@ -118,13 +118,13 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
         "cas", "serve", "--state", str(layout.cas), "--listen", f"127.0.0.1:{o.cas_port}"),
         svc.child_env({}), layout.logs / "cas.log")
     identity = ensure_identity(layout.identity)
-    client_holder: list[CASClient] = []
+    client_holder: list[DemoCAS] = []
 
     def cas_ready() -> bool:
         if not layout.cas_cert.exists():
             return False
         if not client_holder:
-            client_holder.append(CASClient("127.0.0.1", o.cas_port, layout.cas_cert, identity))
+            client_holder.append(DemoCAS(o.cas_port, layout.cas_cert, identity))
         return client_holder[0].healthy()
 
     svc.wait_until(table, cas, "the CAS", cas_ready, o.ready_seconds)
@@ -182,7 +182,7 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
     return Running(layout, flask_name, redis_name, options)
 
 
-def _seal(app_dir: Path, layout: Layout, client: CASClient, flask_name: str,
+def _seal(app_dir: Path, layout: Layout, client: DemoCAS, flask_name: str,
           say: Say) -> tuple[str, str, str]:
     """(fspf_path, key, tag): the existing sealed tree if the CAS still holds its key."""
     fspf_path = str(layout.fspf / "fspf.pb")
@@ -202,14 +202,14 @@ def _seal(app_dir: Path, layout: Layout, client: CASClient, flask_name: str,
     return result.fspf_path, result.key_hex, result.tag_hex
 
 
-def _store(client: CASClient, name: str, text: str) -> str:
+def _store(client: DemoCAS, name: str, text: str) -> str:
     current = client.get_session(name)
     if current is None:
-        client.post_session(name, text)
+        client.post_session(text)
         return "created"
     if _PREDECESSOR.sub("\n", current.text) == text:
         return "unchanged"
-    client.post_session(name, f"{text.rstrip()}\npredecessor: {current.hash}\n")
+    client.post_session(f"{text.rstrip()}\npredecessor: {current.hash}\n")
     return "updated (new certificates)"
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from cloister import errors
+from cloister._address import parse_host_port
 from cloister.attest import (
     LasClient,
     generate_ephemeral_key,
@@ -26,10 +28,9 @@ from cloister.attest import (
     public_key_bytes_of,
     report_data,
 )
-from cloister.attest._las_client import LasUnreachable
-from cloister.client._transport import Unreachable, post_json
+from cloister.client._transport import post_json
 from cloister.runtime._config import LaunchConfig
-from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings, split_address
+from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,28 +45,46 @@ class Timings:
     decision: float
 
 
-def _retrying(what: str, call: Callable[[], T], budget: float) -> T:
-    deadline = time.monotonic() + budget
+#: what is worth another try: nobody answered, or the CAS is at a protective limit
+RETRIED: tuple[type[errors.Error], ...] = (errors.Unreachable, errors.Overloaded)
+
+
+def _retrying(what: str, call: Callable[[], T], budget: float, *,
+              clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call()``, retried with backoff while it fails with :data:`RETRIED`, for ``budget`` s.
+
+    The last try is made at the deadline (the sleeps are cut to it), so the
+    whole budget is used; the message says how long it really waited.
+    """
+    started = clock()
+    deadline = started + budget
     delay = 0.2
     while True:
         try:
             return call()
-        except (Unreachable, LasUnreachable) as err:
-            if time.monotonic() + delay > deadline:
+        except RETRIED as err:
+            left = deadline - clock()
+            if left <= 0:
+                waited = clock() - started
                 raise type(err)(
-                    f"{err.message} (gave up after {budget:.0f}s of retries; "
-                    f"is the {what} running?)",
+                    f"{err.message} (gave up after {waited:.0f}s of retries, "
+                    f"CLOISTER_RETRY_SECONDS={budget:g}; is the {what} running?)",
                     details=err.details,
                 ) from None
-            _log.warning("%s not reachable yet, retrying in %.1fs", what, delay)
-            time.sleep(delay)
+            pause = min(delay, left)
+            _log.warning("%s not reachable yet, retrying in %.1fs (%.0fs left of %gs)",
+                         what, pause, left, budget)
+            sleep(pause)
             delay = min(delay * 2, 5.0)
 
 
 def fetch_config(
     settings: RunSettings, measurement: str, fspf_tag: str | None
 ) -> tuple[LaunchConfig, Timings]:
-    host, port = split_address(settings.cas_addr, DEFAULT_CAS_PORT)
+    where = parse_host_port(settings.cas_addr, default_port=DEFAULT_CAS_PORT,
+                            what="CAS address", example="CLOISTER_CAS_ADDR=cas:8081")
+    host, port = where.host, where.port
     pin = settings.cas_cert_pem
     budget = settings.retry_seconds
 

@@ -88,24 +88,3 @@ class RunSettings:
             fspf_path=env.get("CLOISTER_FSPF_PATH") or None,
             retry_seconds=max(0.0, retry_seconds),
         )
-
-
-def split_address(addr: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6]:port`` → (host, port)."""
-    host, port = addr, default_port
-    if addr.startswith("["):
-        host, _, rest = addr[1:].partition("]")
-        if rest.startswith(":"):
-            port = _port(rest[1:], addr)
-    elif addr.count(":") == 1:
-        host, _, text = addr.partition(":")
-        port = _port(text, addr)
-    if not host:
-        raise errors.ConfigError(f"address {addr!r} has no host")
-    return host, port
-
-
-def _port(text: str, addr: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise errors.ConfigError(f"address {addr!r} has an invalid port")
-    return int(text)

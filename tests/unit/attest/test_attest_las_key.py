@@ -48,7 +48,7 @@ def test_non_loopback_listen_needs_allow_remote(tmp_path: Path, listen: str) -> 
 
 @pytest.mark.parametrize("listen", ["nohost", ":80", "127.0.0.1:x", "127.0.0.1:70000"])
 def test_bad_listen_address(listen: str) -> None:
-    with pytest.raises(errors.ConfigError, match="bad listen address"):
+    with pytest.raises(errors.ConfigError, match="invalid listen address"):
         _las.parse_listen(listen)
 
 

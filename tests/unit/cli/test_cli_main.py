@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,33 @@ def test_names_cannot_smuggle_url_syntax(argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", "cloister.cli", *argv],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "invalid" in done.stderr and "name" in done.stderr
+
+
+def test_every_exit_status_is_in_the_help_and_the_readme() -> None:
+    from cloister.cli._exit import EXIT_CODES, MEANINGS  # noqa: PLC0415
+
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    cloister = str(Path(sys.executable).parent / "cloister")
+    help_text = subprocess.run([cloister, "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    documented = {code for code, _ in MEANINGS}
+    assert {code for _, code in EXIT_CODES} <= documented
+    for code, meaning in MEANINGS:
+        assert f"| {code} | " in readme, f"exit status {code} missing from the README"
+        assert f"{code:>3}  {meaning}" in help_text, f"exit status {code} missing from --help"
+
+
+def test_every_error_class_has_its_own_exit_status() -> None:
+    """No cloister error falls through to 1 (reserved for bugs)."""
+    import inspect  # noqa: PLC0415
+
+    from cloister import errors  # noqa: PLC0415
+    from cloister.cli._exit import DEFAULT_EXIT, exit_code_for  # noqa: PLC0415
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, errors.Error) and c is not errors.Error]
+    assert classes
+    for cls in classes:
+        assert exit_code_for(cls("x")) != DEFAULT_EXIT, cls
+    assert exit_code_for(errors.Unreachable("x")) == exit_code_for(errors.TLSError("x")) == 5
+    assert not issubclass(errors.Unreachable, errors.AttestationError)

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from cloister import errors
+from cloister._http_status import HTTP_STATUS, error_class, status_for
 from cloister.cli._exit import exit_code_for
 from cloister.client import (
     CASAddress,
     find_trust,
     fingerprint,
     pin_path,
-    remote_error_class,
     resolve_address,
     save_pin,
 )
@@ -104,16 +104,27 @@ def test_unreadable_or_non_certificate_pin(tmp_path: Path) -> None:
         find_trust(address, tmp_path, junk)
 
 
-def test_remote_errors_are_both_client_and_server_classes() -> None:
-    cls = remote_error_class("not_found", 404)
-    err = cls("CAS cas:8081: session 'x' does not exist")
-    assert isinstance(err, errors.NotFound) and isinstance(err, errors.CASClientError)
-    assert err.code == "not_found" and exit_code_for(err) == 5
-    assert issubclass(remote_error_class("conflict", 409), errors.Conflict)
-    assert issubclass(remote_error_class("forbidden", 403), errors.AccessDenied)
-    assert issubclass(remote_error_class("not_public", 403), errors.NotPublic)
-    # a policy the CAS refuses exits like a local policy error
-    assert exit_code_for(remote_error_class("invalid_policy", 400)("x")) == 2
-    # unknown codes fall back to the status, then to CASClientError
-    assert issubclass(remote_error_class("teapot", 409), errors.Conflict)
-    assert remote_error_class("teapot", 418) is errors.CASClientError
+def test_remote_errors_are_the_servers_own_classes() -> None:
+    err = error_class("not_found", 404)("CAS cas:8081: session 'x' does not exist")
+    assert type(err) is errors.NotFound and exit_code_for(err) == 5
+    assert error_class("conflict", 409) is errors.Conflict
+    assert error_class("forbidden", 403) is errors.AccessDenied
+    assert error_class("not_public", 403) is errors.NotPublic
+    # a policy the CAS refuses exits like a local policy error, a secret error like a local one
+    assert exit_code_for(error_class("invalid_policy", 400)("x")) == 2
+    assert exit_code_for(error_class("secret_error", 422)("x")) == \
+        exit_code_for(errors.SecretError("x")) == 7
+    assert exit_code_for(error_class("store_error", 503)("x")) == 8
+    # unknown codes fall back to the status (its generic class), then to a plain Error
+    assert error_class("teapot", 409) is errors.Conflict
+    assert error_class("teapot", 400) is errors.RequestError
+    assert error_class("teapot", 418) is errors.Error
+    assert exit_code_for(error_class("internal_error", 500)("x")) == 1
+
+
+def test_every_class_in_the_status_table_round_trips() -> None:
+    """The client's mapping is the server's table read backwards: no class is lost."""
+    for cls, status in HTTP_STATUS:
+        err = cls("x")
+        assert status_for(err) == status
+        assert error_class(err.code, status_for(err)) is cls, cls
