@@ -28,11 +28,14 @@ $(STAMP): pyproject.toml
 	fi
 	@touch $(STAMP)
 
+# full-suite runs queue for the machine when several run at once (uncontended: no wait)
+TEST_LOCK ?= flock -w 5400 /tmp/cloister-make-test.lock
+
 ## the whole test suite (fast subset of the fault suite), plus lint and types
 test: deps $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2 -m "not slow" tests
+	$(TEST_LOCK) $(BIN)/python -m pytest -n 2 -m "not slow" tests
 
 ## everything, including the long fault and fuzz cases
 test-all: deps $(STAMP)
