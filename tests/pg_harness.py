@@ -44,7 +44,7 @@ def skip_reason() -> str | None:
     try:
         import psycopg  # noqa: F401, PLC0415
     except ImportError:
-        return "psycopg is not installed (pip install 'psycopg[binary,pool]')"
+        return "psycopg is not installed (pip install 'psycopg[binary]')"
     if os.geteuid() == 0:
         try:
             pwd.getpwnam(_RUN_AS)

@@ -20,11 +20,12 @@ How each invariant of :mod:`cloister.cas.store` holds with several replicas:
   is sent only after ``COMMIT`` returned, i.e. after the WAL reached disk (and
   synchronous standbys, where the operator configured them).
 - **Faults**: no space (SQLSTATE 53100) → :class:`errors.StoreFull` (507); a
-  database that cannot be reached, or that drops the connection, →
-  :class:`errors.StoreUnavailable` (503).  The pool reconnects by itself, so
-  replicas recover without a restart.  A write that failed before ``COMMIT``
-  was sent is retried once on a fresh connection (it cannot have applied);
-  one that failed during ``COMMIT`` is reported as possibly applied.
+  database that cannot be reached, or drops the connection, →
+  :class:`errors.StoreUnavailable` (503).  The pool reconnects on demand
+  (:mod:`cloister.cas._pg_pool`), so replicas recover without a restart.  A
+  write that failed before ``COMMIT`` was sent is retried once on a fresh
+  connection (it cannot have applied); one that failed during ``COMMIT`` is
+  reported as possibly applied.
 - **Schema**: versioned migrations (:mod:`cloister.cas._schema`) under an
   advisory lock, so replicas starting together migrate once.
 """
@@ -33,18 +34,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
 from psycopg import conninfo as pg_conninfo
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cloister import errors
 from cloister.cas._keys import Sealer, secret_aad
+from cloister.cas._pg_pool import ConnectionPool, PoolExhausted
 from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
 from cloister.cas._store_common import (
     check_master_key,
@@ -127,8 +127,7 @@ _SECRETS_WITH_CREATOR = (
 class PostgresSettings:
     """Limits of one replica's use of PostgreSQL (documented defaults)."""
 
-    #: connections kept open at least / at most (one per CAS worker thread is plenty)
-    pool_min: int = 2
+    #: connections open at most (one per CAS worker thread is plenty)
     pool_max: int = 16
     #: seconds to open a TCP/TLS connection to the database
     connect_timeout: int = 5
@@ -181,29 +180,16 @@ class PostgresStore:
                 "the --store PostgreSQL URL cannot be parsed",
                 details=["write postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]"],
             ) from None
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        self._pool = ConnectionPool(
             url,
-            min_size=s.pool_min,
             max_size=s.pool_max,
-            timeout=s.acquire_timeout,
-            kwargs={
-                "autocommit": True,
-                "connect_timeout": s.connect_timeout,
-                "application_name": "cloister-cas",
-                "options": f"-c synchronous_commit=on -c statement_timeout={s.statement_timeout_ms}"
-                " -c default_transaction_isolation=read\\ committed",
-            },
-            open=False,
-            name="cloister-cas",
+            wait=s.acquire_timeout,
+            autocommit=True,
+            connect_timeout=s.connect_timeout,
+            application_name="cloister-cas",
+            options=f"-c synchronous_commit=on -c statement_timeout={s.statement_timeout_ms}"
+            " -c default_transaction_isolation=read\\ committed",
         )
-        try:
-            self._pool.open(wait=True, timeout=s.connect_timeout + s.acquire_timeout)
-        except PoolTimeout:
-            self._pool.close()
-            raise errors.StoreUnavailable(
-                f"the CAS store {self.where} is unreachable",
-                details=["check that PostgreSQL runs and the URL, user and password are right"],
-            ) from None
         try:
             self._migrate()
             self._run(self._init_meta, write=True)
@@ -231,37 +217,33 @@ class PostgresStore:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return errors.StoreError(f"the CAS store {self.where} failed: {first}")
 
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._pool.connection() as conn:
-                yield conn
-        except PoolTimeout:
-            raise errors.StoreUnavailable(
-                f"the CAS store {self.where} is unreachable; nothing was written",
-                details=["retry in a moment; the CAS reconnects by itself"],
-            ) from None
-
     def _run(self, work: Callable[[psycopg.Connection[Any]], _T], *, write: bool) -> _T:
         """Run ``work`` (in one transaction if ``write``), retrying once on a connection
         that turns out dead before anything could have been committed."""
         for attempt in (1, 2):
-            with self._connection() as conn:
-                committing = False
-                try:
+            committing = False
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                with self._pool.connection() as conn:
                     if not write:
                         return work(conn)
                     with conn.transaction():
                         result = work(conn)
                         committing = True  # leaving the block sends COMMIT
                     return result
-                except psycopg.Error as exc:
-                    err = self._error(exc, conn, committing=committing)
-                    if isinstance(err, errors.StoreUnavailable):
-                        self._pool.check()  # drop the other dead idle connections now
-                        if attempt == 1 and not committing:
-                            continue
-                    raise err from None
+            except PoolExhausted:
+                raise errors.StoreUnavailable(
+                    f"the CAS store {self.where} is unreachable or overloaded: no database "
+                    "connection became free; nothing was written",
+                    details=["retry in a moment"],
+                ) from None
+            except psycopg.Error as exc:
+                err = self._error(exc, conn, committing=committing)
+                if isinstance(err, errors.StoreUnavailable):
+                    self._pool.drop_idle()  # they died with this one (a server restart)
+                    if attempt == 1 and conn is not None and not committing:
+                        continue  # a stale pooled connection: one fresh try
+                raise err from None
         raise AssertionError("unreachable")
 
     # --- schema --------------------------------------------------------------

@@ -1,0 +1,214 @@
+"""Two real CAS replicas (``cloister cas serve --store postgresql://…``) on one real PostgreSQL.
+
+What a user of an HA CAS relies on, shown with real processes: one identity for
+both replicas, a write acknowledged by one read back by the other, exactly one
+winner among concurrent updates sent to different replicas, no acknowledged
+write lost and no half session after ``kill -9`` of a replica mid-write, and
+503 JSON (never 500) while PostgreSQL is stopped, with recovery — without a
+restart of either replica — once it starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cas_harness import CAS, Identity, Reply, make_identity
+
+from cloister.cas._keys import Sealer
+from cloister.policy import load_session
+from pg_harness import PostgresCluster, running_cluster
+
+SESSION = """\
+name: {name}
+version: "0.3"
+secrets:
+  - name: ca_key
+    kind: private-key
+  - name: ca
+    kind: x509-ca
+    private_key: ca_key
+    export_public: true
+  - name: pw
+    kind: ascii
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    # a cluster of its own: these tests stop and start it
+    with running_cluster() as pg:
+        yield pg
+
+
+class Replicas:
+    """Two CAS processes sharing a database and a master key file."""
+
+    def __init__(self, tmp_path: Path, url: str) -> None:
+        key = tmp_path / "master.key"
+        key.write_bytes(os.urandom(32))
+        key.chmod(0o600)
+        args = ("--store", url, "--master-key-file", str(key))
+        self.key = key.read_bytes()
+        self.url = url
+        self.cas = [CAS(tmp_path / f"state-{i}", tmp_path / f"cas-{i}.log", args)
+                    for i in range(2)]
+
+    def start(self) -> None:
+        for cas in self.cas:
+            cas.start()
+
+    def stop(self) -> None:
+        for cas in self.cas:
+            cas.stop()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, cluster: PostgresCluster) -> Iterator[Replicas]:
+    pair = Replicas(tmp_path, cluster.url(cluster.new_database("replicas")))
+    pair.start()
+    try:
+        yield pair
+    finally:
+        pair.stop()
+
+
+@pytest.fixture
+def owner(tmp_path: Path) -> Identity:
+    return make_identity(tmp_path / "ids", "owner")
+
+
+def _create(cas: CAS, ident: Identity, name: str) -> Reply:
+    return cas.curl("/session", identity=ident, data=SESSION.format(name=name).encode())
+
+
+def test_one_identity_and_a_write_on_one_replica_reads_back_on_the_other(
+        replicas: Replicas, owner: Identity) -> None:
+    a, b = replicas.cas
+    # clients pin one certificate: both replicas chain to the same CA
+    assert (a.state / "cas-ca.pem").read_bytes() == (b.state / "cas-ca.pem").read_bytes()
+    assert not list(a.state.glob("*key*")), "a replica wrote a private key to its state dir"
+    created = _create(a, owner, "written-on-a")
+    assert created.status == 201, created.body
+    read = b.curl("/v1/sessions/written-on-a", identity=owner)  # --cacert: a's CA file
+    assert read.status == 200 and read.json()["hash"] == created.json()["hash"]
+    value_a = a.curl("/v1/values/session=written-on-a,secret=ca").json()["value"]
+    value_b = b.curl("/v1/values/session=written-on-a,secret=ca").json()["value"]
+    assert value_a == value_b  # one secret, generated once, served by both
+    # a replica restarted later is still the same CAS
+    b.stop()
+    b.start()
+    assert (b.state / "cas-ca.pem").read_bytes() == (a.state / "cas-ca.pem").read_bytes()
+    assert b.curl("/v1/sessions/written-on-a", identity=owner).status == 200
+
+
+def test_concurrent_updates_to_two_replicas_exactly_one_wins(
+        replicas: Replicas, owner: Identity) -> None:
+    created = _create(replicas.cas[0], owner, "contended")
+    assert created.status == 201
+    predecessor = created.json()["hash"]
+    bodies = [(SESSION.format(name="contended") + f"  - name: extra{i}\n    kind: ascii\n"
+               f"predecessor: {predecessor}\n").encode() for i in range(10)]
+    barrier = threading.Barrier(10)
+
+    def update(i: int) -> Reply:
+        barrier.wait()
+        return replicas.cas[i % 2].curl("/session", identity=owner, data=bodies[i])
+
+    with ThreadPoolExecutor(10) as pool:
+        replies = list(pool.map(update, range(10)))
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [200] + [409] * 9, [(r.status, r.body[:200]) for r in replies]
+    winner = next(r for r in replies if r.status == 200).json()["hash"]
+    for cas in replicas.cas:
+        assert cas.curl("/v1/sessions/contended", identity=owner).json()["hash"] == winner
+    for loser in (r for r in replies if r.status == 409):
+        assert loser.json()["error"]["code"] == "conflict"
+
+
+def test_kill9_of_a_replica_mid_write_loses_nothing_acknowledged(
+        replicas: Replicas, owner: Identity) -> None:
+    from cloister.cas._postgres import PostgresStore  # noqa: PLC0415
+
+    victim, survivor = replicas.cas
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    enough, dead = threading.Event(), threading.Event()
+
+    def client(n: int) -> None:
+        i = 0
+        while not dead.is_set():
+            name = f"k9-{n}-{i}"
+            i += 1
+            try:
+                reply = _create(victim, owner, name)
+            except Exception:  # curl fails once the replica is gone
+                continue
+            if reply.status == 201:
+                with lock:
+                    acknowledged.append(name)
+                    if len(acknowledged) >= 24:
+                        enough.set()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    assert enough.wait(timeout=240), "the replica acknowledged too few writes"
+    victim.kill9()  # while six clients are still writing
+    dead.set()
+    for t in threads:
+        t.join()
+
+    # every acknowledged session is there, complete, through the other replica
+    for name in acknowledged:
+        read = survivor.curl(f"/v1/sessions/{name}", identity=owner)
+        assert read.status == 200, (name, read.body)
+    store = PostgresStore(replicas.url, Sealer(replicas.key))
+    try:
+        assert store.check_integrity() == []
+        for name in store.names():
+            record = store.current(name)
+            assert record is not None, name
+            expected = {s.name for s in load_session(record.text).secrets}
+            assert set(store.secrets(name, record.hash)) == expected, f"half session {name}"
+        assert set(acknowledged) <= set(store.names())
+    finally:
+        store.close()
+
+
+def _is_503_json(reply: Reply) -> bool:
+    if reply.status != 503:
+        return False
+    error = json.loads(reply.body)["error"]
+    return error["code"] == "store_unavailable" and "unreachable" in error["message"]
+
+
+def test_postgresql_stopped_replicas_answer_503_json_and_recover_without_restart(
+        replicas: Replicas, owner: Identity, cluster: PostgresCluster) -> None:
+    for i, cas in enumerate(replicas.cas):
+        assert _create(cas, owner, f"before-{i}").status == 201
+    pids = [cas.proc.pid for cas in replicas.cas if cas.proc is not None]
+    cluster.stop()
+    try:
+        for i, cas in enumerate(replicas.cas):
+            for reply in (_create(cas, owner, f"during-{i}"),
+                          cas.curl(f"/v1/sessions/before-{i}", identity=owner),
+                          cas.curl("/v1/values/session=before-0"),
+                          cas.curl("/healthz")):
+                assert _is_503_json(reply), (reply.status, reply.body[:300])
+                assert b"Traceback" not in reply.body
+    finally:
+        cluster.start()
+    for i, cas in enumerate(replicas.cas):
+        assert cas.curl("/healthz").status == 200
+        assert _create(cas, owner, f"after-{i}").status == 201
+        other = replicas.cas[1 - i]
+        assert other.curl(f"/v1/sessions/after-{i}", identity=owner).status == 200
+        # nothing refused during the outage was written
+        assert cas.curl(f"/v1/sessions/during-{i}", identity=owner).status == 404
+    assert [cas.proc.pid for cas in replicas.cas if cas.proc is not None] == pids
