@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cloister import errors
+from cloister.cli import _cas_migrate
 from cloister.cli._cas_client import register_client_commands
 from cloister.cli._types import bounded_int
 
@@ -24,6 +25,7 @@ def register(subparsers: Any) -> None:
     cas_sub = cas.add_subparsers(dest="cas_command", metavar="SUBCOMMAND", required=True)
     _add_serve(cas_sub)
     register_client_commands(cas_sub)  # show-certificate, attest (cloister.cli._cas_client)
+    _cas_migrate.register(cas_sub)  # migrate
 
 
 def _add_serve(cas_sub: Any) -> None:
@@ -62,9 +64,10 @@ def _add_serve(cas_sub: Any) -> None:
     p.set_defaults(func=_serve)
 
 
-def add_store_options(p: argparse.ArgumentParser, flag: str = "--store") -> None:
+def add_store_options(p: argparse.ArgumentParser, flag: str = "--store",
+                      *, required: bool = False) -> None:
     """``--store URL`` or ``--store-file FILE`` (a URL with a password stays out of argv)."""
-    group = p.add_mutually_exclusive_group()
+    group = p.add_mutually_exclusive_group(required=required)
     group.add_argument(
         flag, default=None, dest="store", metavar="URL",
         help="store: sqlite (default, STATE/cas.db), sqlite:///ABSOLUTE/PATH or "
