@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench._concurrency import limit_args
 from cloister.client import CASClient, connect
 
 CLOISTER = str(Path(sys.executable).parent / "cloister")
@@ -109,7 +110,7 @@ class Platform:
     def start(self) -> None:
         cas, cas_log = self.procs.start(
             "cas", [CLOISTER, "cas", "serve", "--state", str(self.cas_state),
-                    "--listen", self.cas_addr])
+                    "--listen", self.cas_addr, *limit_args()])
         las, las_log = self.procs.start(
             "las", [CLOISTER, "las", "serve", "--state", str(self.las_state),
                     "--listen", self.las_addr])

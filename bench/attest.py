@@ -6,12 +6,16 @@ the LAS, evidence over HTTPS, configuration unsealed).  The baseline, paired
 run by run (ABAB), is one plain HTTPS round trip to the same CAS
 (``GET /healthz`` on a new connection), so the ratio says how many "HTTPS
 round trips" an attestation costs.  The issue's target: p50 <= 50 ms.
+Then attestations per second at 1, 16 and 64 concurrent keep-alive clients
+(:mod:`bench._concurrency`: rate, p50 and p99).
 """
 
 from __future__ import annotations
 
 import time
 
+from bench import _concurrency as concurrency
+from bench._concurrency import CONCURRENCY, Job, make_identity
 from bench._context import Context
 from bench._procs import Platform
 from bench._stats import Figure, Target, absolute, compared, median, percentile
@@ -96,6 +100,7 @@ def run(ctx: Context) -> list[Figure]:
             else:
                 client.healthz()
                 https_ms.append((time.perf_counter() - started) * 1e3)
+    figures = _concurrent(ctx, plat, config_id, measurement)
     breakdown = ", ".join(f"{k} {median(v):.1f} ms" for k, v in steps.items())
     p99 = percentile(attest_ms, 99)
     return [
@@ -110,4 +115,18 @@ def run(ctx: Context) -> list[Figure]:
         Figure(SECTION, "HTTPS /healthz p99", "ms",
                subject=absolute(SECTION, "", "", [percentile(https_ms, 99)]).subject,
                target_on="value"),
+        *figures,
     ]
+
+
+def _concurrent(ctx: Context, plat: Platform, config_id: str, measurement: str) -> list[Figure]:
+    """Attestations per second at 1, 16 and 64 concurrent keep-alive clients."""
+    cert, key = make_identity(ctx.dir("attest-clients"), "bench-client")
+    job = Job("attest", plat.cas_port, str(plat.cas_cert), str(cert), str(key),
+              seconds=ctx.pick(6, 2), payload=config_id, las_addr=plat.las_addr,
+              measurement=measurement)
+    runs = []
+    for clients in CONCURRENCY:
+        ctx.say(f"attest: {clients} concurrent keep-alive clients attesting")
+        runs.append(concurrency.run(job, clients, f"a{clients}"))
+    return concurrency.figures(SECTION, "attestations", runs)

@@ -9,6 +9,9 @@ one new TLS connection per request, one at a time), a batch of attestations
 with :func:`cloister.secrets.generate`.  Each rate's ratio is against the
 same round's openssl figure.
 
+Then sessions per second at 1, 16 and 64 concurrent keep-alive clients
+(:mod:`bench._concurrency`: rate, p50 and p99).
+
 Context: Redis SET/GET through TLS vs plain with ``redis-benchmark`` (both
 servers started here, certificates from :func:`cloister.secrets.generate`).
 """
@@ -23,8 +26,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench import _concurrency as concurrency
+from bench._concurrency import CONCURRENCY, Job, make_identity
 from bench._context import Context
-from bench._procs import free_port, have, measure, wait_port
+from bench._procs import Platform, free_port, have, measure, wait_port
 from bench._stats import Figure, Target, absolute, compared, skipped
 from bench.attest import settings_for, start_platform
 from cloister import policy, secrets
@@ -144,9 +149,22 @@ def run(ctx: Context) -> list[Figure]:
                  note="certificates per second from cloister.secrets.generate of the same "
                       "secrets (each certificate also needs its P-256 key generated)"),
     ]
+    figures += _concurrent_sessions(ctx, plat)
     ctx.procs.stop_all()
     figures += _redis(ctx)
     return figures
+
+
+def _concurrent_sessions(ctx: Context, plat: Platform) -> list[Figure]:
+    """Sessions per second at 1, 16 and 64 concurrent keep-alive clients."""
+    cert, key = make_identity(ctx.dir("cas-clients"), "bench-client")
+    job = Job("session", plat.cas_port, str(plat.cas_cert), str(cert), str(key),
+              seconds=ctx.pick(6, 2), payload=SESSION)
+    runs = []
+    for clients in CONCURRENCY:
+        ctx.say(f"cas: {clients} concurrent keep-alive clients creating sessions")
+        runs.append(concurrency.run(job, clients, f"s{clients}"))
+    return concurrency.figures(SECTION, "sessions created", runs)
 
 
 def _p99(values: list[float]) -> float:

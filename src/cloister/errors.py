@@ -134,9 +134,30 @@ class StoreUnavailable(StoreError):
 
 
 class Overloaded(Error):
-    """The service is at a protective limit right now; nothing was done; retry later."""
+    """The service is at a protective limit right now; nothing was done; retry later.
+
+    ``retry_after`` (seconds) becomes the answer's ``Retry-After``.
+    """
 
     code = "overloaded"
+
+    def __init__(
+        self, message: str, *, details: Iterable[str] = (), retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class RateLimited(Overloaded):
+    """This client sent more requests of a kind than its rate limit allows; retry later."""
+
+    code = "rate_limited"
+
+
+class QuotaExceeded(Error):
+    """The caller reached a configured quota (sessions per creator …); nothing was done."""
+
+    code = "quota_exceeded"
 
 
 # --- attestation -----------------------------------------------------------

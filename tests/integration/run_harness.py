@@ -79,8 +79,10 @@ class Platform:
 
 
 @contextmanager
-def platform(root: Path, tpm: str | None = None) -> Iterator[Platform]:
+def platform(root: Path, tpm: str | None = None,
+             cas_args: tuple[str, ...] = ()) -> Iterator[Platform]:
     p = Platform(root, tpm)
+    p.cas.extra_args = cas_args
     p.cas.start()
     p.las.start()
     try:

@@ -5,6 +5,7 @@ Public API:
 - :class:`CASServer` / :class:`ServerConfig` — ``cloister cas serve``: state
   directory, CAS identity, store, HTTPS (cheroot + pyOpenSSL, self-signed
   client certificates welcome);
+- :class:`Limits` — every protective limit, with its default;
 - :func:`create_app` — the WSGI app alone, for embedding and tests;
 - :class:`~cloister.cas.store.Store` (protocol) and :class:`SqliteStore`;
 - :class:`Route` / :class:`Auth` — add endpoints (see :mod:`cloister.cas._routes`);
@@ -17,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cloister._pki import key_hash
-from cloister.cas._app import DEFAULT_MAX_BODY, AppContext, CASApp
+from cloister.cas._app import AppContext, CASApp
 from cloister.cas._audit import AuditLog
 from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller, Request, Response, key_hash_of_pem
 from cloister.cas._identity import CASIdentity, load_or_create_identity
+from cloister.cas._limits import Limits
 from cloister.cas._routes import Auth, Route, route_table
 from cloister.cas._server import CASServer, ServerConfig, build_context, check_state, open_store
 from cloister.cas._sqlite import SqliteStore
@@ -35,10 +37,10 @@ def create_app(
     *,
     identity: CASIdentity | None = None,
     extra_routes: Sequence[Route] = (),
-    max_body: int = DEFAULT_MAX_BODY,
+    limits: Limits | None = None,
 ) -> CASApp:
     """The CAS WSGI app over ``store``; caller identity comes from ``cloister.caller_*`` keys."""
-    ctx = build_context(store, audit, engine, identity, max_body=max_body)
+    ctx = build_context(store, audit, engine, identity, limits=limits)
     return CASApp(ctx, route_table(extra_routes))
 
 
@@ -50,6 +52,7 @@ __all__ = [
     "CASIdentity",
     "CASServer",
     "Caller",
+    "Limits",
     "Request",
     "Response",
     "Route",

@@ -1,10 +1,13 @@
 """The CAS WSGI application: dispatch over the route table, auth, limits, JSON errors.
 
 Per request, in order: decode the path (UTF-8, else 400); find the route
-(404 / 405 JSON); refuse anonymous callers on client-cert routes (401);
-read the body up to ``max_body`` bytes (413 JSON beyond — without reading
+(404 / 405 JSON); count the request against its route's per-client rate
+limit (429 + ``Retry-After``); refuse anonymous callers on client-cert
+routes (401); read the body up to ``max_body`` bytes (413 JSON beyond — without reading
 the rest, and the connection is closed); run the handler; map any exception
-through :mod:`cloister.cas._errors_http`; record metrics by route pattern.
+(inside a :func:`cloister.cas._keygen.request_scope`, so key generation stops
+when the client hangs up); map any exception through
+:mod:`cloister.cas._errors_http`; record metrics by route pattern.
 """
 
 from __future__ import annotations
@@ -19,9 +22,18 @@ from urllib.parse import parse_qsl
 from cloister import errors
 from cloister.cas._audit import AuditLog
 from cloister.cas._errors_http import MethodNotAllowed, error_response
-from cloister.cas._http import ENV_CERT_PEM, ENV_KEY_HASH, Caller, Request, Response
+from cloister.cas._http import (
+    ENV_CERT_PEM,
+    ENV_DISCONNECTED,
+    ENV_KEY_HASH,
+    Caller,
+    Request,
+    Response,
+)
 from cloister.cas._identity import CASIdentity
+from cloister.cas._keygen import request_scope
 from cloister.cas._metrics import Metrics
+from cloister.cas._ratelimit import RateLimiter, client_key, retry_after
 from cloister.cas._routes import Auth, Route
 from cloister.cas._sessions import SessionService
 from cloister.cas.store import Store
@@ -35,7 +47,8 @@ StartResponse = Callable[..., Any]
 _STATUS_TEXT = {
     200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
-    422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable",
+    422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
+    503: "Service Unavailable",
     507: "Insufficient Storage",
 }
 
@@ -51,6 +64,25 @@ class AppContext:
     identity: CASIdentity | None = None
     max_body: int = DEFAULT_MAX_BODY
     extensions: dict[str, Any] = field(default_factory=dict)
+    #: per-client rate limits by name (a route's ``rate``); a name not here is not limited
+    rates: dict[str, RateLimiter] = field(default_factory=dict)
+
+    def limit_rate(self, name: str | None, environ: dict[str, Any]) -> None:
+        """:class:`errors.RateLimited` (429) if this client is over the ``name`` limit."""
+        limiter = self.rates.get(name) if name else None
+        if limiter is None:
+            return
+        wait = limiter.take(client_key(str(environ.get("REMOTE_ADDR", ""))))
+        if wait > 0:
+            raise errors.RateLimited(
+                f"too many {name} requests from your address: at most {limiter.rate:g} per "
+                f"second (limit {name}_rate); retry after {retry_after(wait)} s",
+                retry_after=wait,
+            )
+
+
+def _connected() -> bool:
+    return False
 
 
 def _caller(environ: dict[str, Any]) -> Caller | None:
@@ -83,6 +115,10 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     stream = environ["wsgi.input"]
     try:
         body: bytes = stream.read(length)
+    except TimeoutError:
+        raise errors.RequestError(
+            "the request body did not arrive in time (limit body_deadline)"
+        ) from None
     except (OSError, ValueError):
         raise errors.RequestError("the request body could not be read") from None
     if len(body) > limit:
@@ -143,6 +179,7 @@ class CASApp:
                 raise errors.RequestError("the request path is not valid UTF-8") from None
             route, params = self._resolve(method, path)
             label = route.pattern
+            self.ctx.limit_rate(route.rate, environ)
             caller = _caller(environ)
             if route.auth is Auth.CLIENT_CERT and caller is None:
                 raise errors.AuthenticationError(
@@ -163,7 +200,8 @@ class CASApp:
             if environ.get("CONTENT_TYPE"):
                 headers["content-type"] = str(environ["CONTENT_TYPE"])
             request = Request(method, path, query, headers, body, caller, params)
-            return label, route.handler(self.ctx, request)
+            with request_scope(environ.get(ENV_DISCONNECTED) or _connected):
+                return label, route.handler(self.ctx, request)
         except Exception as exc:
             return label, error_response(exc)
 

@@ -4,8 +4,10 @@ Protocol (all JSON over HTTPS, no client certificate needed — the evidence is
 the credential):
 
 1. ``POST /v1/attest/nonce`` → 201 ``{"nonce": <64 hex>, "expires_in": seconds}``.
-   Nonces are random, single use and short-lived; they live in memory only,
-   so a CAS restart invalidates outstanding ones (the runtime retries).
+   Nonces are stateless (:mod:`cloister.cas._nonces`): MACed issue time and
+   randomness, single use, short-lived; any CAS replica sharing the store
+   accepts them.  Both endpoints are rate limited per client address (429
+   with ``Retry-After``; ``Limits.nonce_rate`` …).
 2. ``POST /v1/attest/config`` with ``{"config_id": "session/service",
    "nonce": <hex>, "public_key": <hex X25519>, "evidence": <base64>}`` →
    200 ``{"sealed_config": <base64>}`` (see :mod:`cloister.cas._release`),
@@ -21,8 +23,6 @@ import base64
 import binascii
 import json
 import secrets
-import threading
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,68 +30,36 @@ from cloister import errors
 from cloister.attest import NO_COLLATERAL, seal_to
 from cloister.cas._decide import decide
 from cloister.cas._http import Request, Response
+from cloister.cas._nonces import MemorySpent, NonceIssuer
 from cloister.cas._release import build_config, parse_config_id, resolve_service
 from cloister.policy._model import Invalid
+from cloister.policy._model_base import MAX_SESSION_NAME
 from cloister.secrets import SecretValue
 
 if TYPE_CHECKING:
     from cloister.cas._app import AppContext
 
-NONCE_TTL = 60.0
-#: outstanding nonces kept at most; beyond it new ones are refused (503) until some expire
-MAX_NONCES = 10_000
+#: the longest config id: the longest session name, "/", the longest service name; a
+#: longer one is refused before it reaches the audit log
+MAX_CONFIG_ID = MAX_SESSION_NAME + 1 + 128
 _EXTENSION = "attestation.nonces"
 #: ``ctx.extensions`` key of the :class:`cloister.attest.Collateral` verifiers get
 COLLATERAL_EXTENSION = "attestation.collateral"
 
 
-class NonceCache:
-    """Single-use nonces with a lifetime.  Thread-safe.
-
-    Invariant: :meth:`consume` returns True at most once per issued nonce,
-    and only within ``ttl`` seconds of issue.
-    """
-
-    def __init__(self, ttl: float = NONCE_TTL, limit: int = MAX_NONCES) -> None:
-        self._ttl = ttl
-        self._limit = limit
-        self._issued: dict[bytes, float] = {}
-        self._lock = threading.Lock()
-
-    def issue(self) -> bytes:
-        nonce = secrets.token_bytes(32)
-        now = time.monotonic()
-        with self._lock:
-            self._expire(now)
-            # refuse rather than evict: a flood must not cancel attestations in flight
-            if len(self._issued) >= self._limit:
-                raise errors.Overloaded(
-                    f"{self._limit} attestation nonces are outstanding; retry in a minute"
-                )
-            self._issued[nonce] = now + self._ttl
-        return nonce
-
-    def consume(self, nonce: bytes) -> bool:
-        with self._lock:
-            deadline = self._issued.pop(nonce, None)
-        return deadline is not None and time.monotonic() <= deadline
-
-    def _expire(self, now: float) -> None:
-        for nonce in [n for n, deadline in self._issued.items() if deadline < now]:
-            del self._issued[nonce]
-
-
-def _nonces(ctx: AppContext) -> NonceCache:
-    cache = ctx.extensions.get(_EXTENSION)
-    if cache is None:
-        cache = ctx.extensions.setdefault(_EXTENSION, NonceCache())
-    assert isinstance(cache, NonceCache)
-    return cache
+def _nonces(ctx: AppContext) -> NonceIssuer:
+    issuer = ctx.extensions.get(_EXTENSION)
+    if issuer is None:  # an app without a CAS server: a key and spent set of its own
+        fallback = NonceIssuer(secrets.token_bytes(32), MemorySpent())
+        issuer = ctx.extensions.setdefault(_EXTENSION, fallback)
+    assert isinstance(issuer, NonceIssuer)
+    return issuer
 
 
 def post_nonce(ctx: AppContext, req: Request) -> Response:
-    nonce = _nonces(ctx).issue()
-    return Response.json(201, {"nonce": nonce.hex(), "expires_in": int(NONCE_TTL)})
+    issuer = _nonces(ctx)
+    return Response.json(201, {"nonce": issuer.issue().hex(),
+                               "expires_in": int(issuer.lifetime)})
 
 
 def _field(body: dict[str, Any], name: str) -> str:
@@ -116,8 +84,14 @@ def _parse(req: Request) -> tuple[str, bytes, bytes, bytes]:
         raise errors.RequestError("attestation request is not JSON") from None
     if not isinstance(body, dict):
         raise errors.RequestError("attestation request must be a JSON object")
+    config_id = _field(body, "config_id")
+    if len(config_id) > MAX_CONFIG_ID:
+        raise errors.RequestError(
+            f"config id is {len(config_id)} characters long; the longest possible is "
+            f"{MAX_CONFIG_ID} (a session name and a service name)"
+        )
     return (
-        _field(body, "config_id"),
+        config_id,
         _decode(body, "nonce", bytes.fromhex),
         _decode(body, "public_key", bytes.fromhex),
         _decode(body, "evidence", lambda s: base64.b64decode(s, validate=True)),
@@ -127,7 +101,7 @@ def _parse(req: Request) -> tuple[str, bytes, bytes, bytes]:
 def post_config(ctx: AppContext, req: Request) -> Response:
     config_id, nonce, public_key, evidence = _parse(req)
     # consume first: a nonce is spent by any attempt, so a refused one cannot be replayed
-    nonce_ok = _nonces(ctx).consume(nonce)
+    nonce_ok = _nonces(ctx).check(nonce)
     session_name, service_name = parse_config_id(config_id)
     # an anonymous caller learns only that the id is unknown; the audit log keeps why
     unknown = [f"config id {config_id} is not known to this CAS"]
@@ -184,11 +158,12 @@ def post_config(ctx: AppContext, req: Request) -> Response:
     config = build_config(session, service, values)
     sealed = seal_to(public_key, json.dumps(config, separators=(",", ":")).encode("utf-8"))
     claims = decision.claims
-    ctx.audit.record(
+    ctx.audit.record(  # durable: nothing is released that the audit log does not show
         caller=None,
         action="attest",
         session=session_name,
         decision="allow",
+        durable=True,
         service=service_name,
         measurement=claims.measurement if claims else None,
         platform=claims.platform_id if claims else None,

@@ -7,11 +7,12 @@ the exporting session at every use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cloister.policy import Secret, Session
 from cloister.policy._model import volume_key_secret
 from cloister.secrets import SecretValue, generate
+from cloister.secrets._keys import PrivateKey, generate_key
 
 
 def _with_volume_keys(session: Session) -> tuple[Secret, ...]:
@@ -21,6 +22,12 @@ def _with_volume_keys(session: Session) -> tuple[Secret, ...]:
 
 
 class SecretsEngine:
+    """``make_key`` makes each new private key (the CAS passes its bounded
+    :meth:`cloister.cas._keygen.KeyPool.make_key`)."""
+
+    def __init__(self, make_key: Callable[[str | None], PrivateKey] = generate_key) -> None:
+        self._make_key = make_key
+
     def generate(
         self,
         session: Session,
@@ -35,6 +42,7 @@ class SecretsEngine:
             existing={k: SecretValue.from_bytes(v) for k, v in previous_values.items()},
             imported={k: SecretValue.from_bytes(v) for k, v in imported.items()},
             previous=_with_volume_keys(previous) if previous is not None else None,
+            make_key=self._make_key,
         )
         own = {s.name for s in specs if s.import_ is None}
         return {name: value.to_bytes() for name, value in values.items() if name in own}

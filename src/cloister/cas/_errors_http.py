@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
+from dataclasses import replace
 
 from cloister import errors
 from cloister._http_status import DEFAULT_STATUS, HTTP_STATUS, status_for
 from cloister.cas._http import Response
+from cloister.cas._ratelimit import retry_after
 from cloister.errors import MethodNotAllowed
 
 _log = logging.getLogger(__name__)
@@ -31,7 +33,11 @@ def error_body(code: str, message: str, details: list[str]) -> dict[str, object]
 def error_response(exc: BaseException) -> Response:
     """Map ``exc`` to its JSON error response; unknown exceptions become a generic 500."""
     if isinstance(exc, errors.Error):
-        return Response.json(status_for(exc), error_body(exc.code, exc.message, exc.details))
+        response = Response.json(status_for(exc), error_body(exc.code, exc.message, exc.details))
+        wait = getattr(exc, "retry_after", None)
+        if wait is not None:
+            response = replace(response, headers=(("Retry-After", str(retry_after(wait))),))
+        return response
     incident = uuid.uuid4().hex[:12]
     # type only: the message of an unexpected exception may echo request data
     _log.error(

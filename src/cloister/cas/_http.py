@@ -20,6 +20,8 @@ from cloister._pki import key_hash
 #: environ keys set only by :class:`cloister.cas._tls.IdentityGateway`
 ENV_KEY_HASH = "cloister.caller_key_hash"
 ENV_CERT_PEM = "cloister.caller_cert_pem"
+#: a callable ``() -> bool``: has the client hung up? (set by the HTTPS gateway)
+ENV_DISCONNECTED = "cloister.disconnected"
 
 
 def key_hash_of_pem(pem: str) -> str:

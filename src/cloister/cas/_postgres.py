@@ -114,6 +114,9 @@ CREATE TABLE service_keys (name TEXT PRIMARY KEY, blob BYTEA NOT NULL);
 CREATE TABLE spent_nonces (nonce BYTEA PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL);
 CREATE INDEX spent_nonces_expiry ON spent_nonces (expires_at);
 """ + _guard("service_keys")),
+    Migration(3, "sessions by creator (the per-creator quota)", """
+CREATE INDEX versions_by_creator ON session_versions (creator_key_hash);
+"""),
 )
 
 _COLUMNS = "name, hash, predecessor, text, creator_key_hash, creator_cert_pem, created_at"
@@ -365,6 +368,12 @@ class PostgresStore:
     def session_count(self) -> int:
         row = self._run(lambda db: db.execute(
             "SELECT count(*) FROM current_sessions").fetchone(), write=False)
+        return int(row[0]) if row else 0
+
+    def sessions_created_by(self, creator_key_hash: str) -> int:
+        row = self._run(lambda db: db.execute(
+            "SELECT count(DISTINCT name) FROM session_versions WHERE creator_key_hash=%s",
+            (creator_key_hash,)).fetchone(), write=False)
         return int(row[0]) if row else 0
 
     # --- what replicas share besides sessions --------------------------------

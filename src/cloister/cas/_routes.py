@@ -51,6 +51,9 @@ class Route:
     pattern: str
     handler: Handler
     auth: Auth
+    #: the per-client rate limit this route counts against (``nonce``, ``attest``; see
+    #: :class:`cloister.cas.Limits`), or None
+    rate: str | None = None
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,8 +88,8 @@ OPERATION_ROUTES: tuple[Route, ...] = (
 
 #: the attestation endpoints: the evidence is the credential, so no client certificate
 ATTESTATION_ROUTES: tuple[Route, ...] = (
-    Route("POST", "/v1/attest/nonce", attestation.post_nonce, PUBLIC),
-    Route("POST", "/v1/attest/config", attestation.post_config, PUBLIC),
+    Route("POST", "/v1/attest/nonce", attestation.post_nonce, PUBLIC, rate="nonce"),
+    Route("POST", "/v1/attest/config", attestation.post_config, PUBLIC, rate="attest"),
 )
 
 

@@ -1,6 +1,7 @@
 """Assemble and run the CAS: state directory, identity, store, app, HTTPS server.
 
-:class:`ServerConfig` holds every limit explicitly.  :func:`build_server`
+:class:`ServerConfig` says where things are; its ``limits``
+(:class:`cloister.cas.Limits`) hold every protective limit.  :func:`build_server`
 creates (first start) or loads (restart) the state: identity files and master
 key 0600, ``cas.db``, ``audit.log``; the state directory itself 0700.
 """
@@ -8,6 +9,7 @@ key 0600, ``cas.db``, ``audit.log``; the state directory itself 0700.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 from collections.abc import Sequence
@@ -16,23 +18,26 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cheroot import wsgi
-
 from cloister import errors
 from cloister._address import parse_host_port
 from cloister.attest import load_collateral
-from cloister.cas._app import DEFAULT_MAX_BODY, AppContext, CASApp
+from cloister.cas._app import AppContext, CASApp
 from cloister.cas._attestation import COLLATERAL_EXTENSION
 from cloister.cas._audit import AUDIT_FILE, AuditLog
 from cloister.cas._engine import SecretEngine
+from cloister.cas._gate import GatedServer
+from cloister.cas._http import key_hash_of_pem
 from cloister.cas._identity import CASIdentity
+from cloister.cas._keygen import KeyPool
 from cloister.cas._keys import Sealer, load_or_create_master_key
+from cloister.cas._limits import Limits
 from cloister.cas._metrics import Metrics
+from cloister.cas._nonces import NonceIssuer, nonce_key
+from cloister.cas._ratelimit import RateLimiter
 from cloister.cas._routes import Route, route_table
 from cloister.cas._sessions import SessionService
 from cloister.cas._stores import open_identity, open_store_url
-from cloister.cas._tls import ClientCertAdapter, IdentityGateway
-from cloister.cas._wire_errors import JSONErrorConnection
+from cloister.cas._tls import ClientCertAdapter
 from cloister.cas.store import Store
 from cloister.policy import load_session
 
@@ -51,12 +56,13 @@ class ServerConfig:
     listen: tuple[str, int] = DEFAULT_LISTEN
     master_key_file: Path | None = None
     sans: tuple[str, ...] = ()
-    max_body: int = DEFAULT_MAX_BODY
-    max_header: int = 64 * 1024
-    threads: int = 16
-    max_threads: int = 64
-    #: seconds a connection may stay idle or take to send a request
-    timeout: int = 30
+    #: every protective limit (deadlines, connection caps, rates, quotas, audit size)
+    limits: Limits = field(default_factory=Limits)
+    #: a file of identities (key hashes or PEM certificates) allowed to create
+    #: top-level sessions; None: every identity may
+    creators_file: Path | None = None
+    #: where ``audit.log`` and its rotations live (default: the state directory)
+    audit_dir: Path | None = None
     extra_routes: tuple[Route, ...] = field(default=())
     #: attestation collateral (certificates, TCB info, CRLs; ``trusted-roots/`` adds roots)
     #: read once at start and given to every verifier
@@ -84,30 +90,88 @@ def prepare_state(state: Path) -> None:
         )
 
 
-def default_engine() -> SecretEngine:
-    """The secret engine backed by :mod:`cloister.secrets`."""
+def default_engine(keys: KeyPool | None = None) -> SecretEngine:
+    """The secret engine backed by :mod:`cloister.secrets` (RSA keys from ``keys``)."""
     from cloister.cas._engine_secrets import SecretsEngine  # noqa: PLC0415
 
-    return SecretsEngine()
+    return SecretsEngine(keys.make_key) if keys is not None else SecretsEngine()
+
+
+def _master_key(config: ServerConfig) -> bytes:
+    prepare_state(config.state)
+    key_path = config.master_key_file or config.state / MASTER_KEY_FILE
+    return load_or_create_master_key(key_path, create=config.master_key_file is None)
 
 
 def open_store(config: ServerConfig) -> Store:
     """The store of ``config`` opened with its master key (created on first start)."""
-    prepare_state(config.state)
-    key_path = config.master_key_file or config.state / MASTER_KEY_FILE
-    key = load_or_create_master_key(key_path, create=config.master_key_file is None)
-    return open_store_url(config.store_url, config.state, Sealer(key))
+    return open_store_url(config.store_url, config.state, Sealer(_master_key(config)))
+
+
+def read_creators(path: Path) -> frozenset[str]:
+    """Key hashes from a creators file: one 64-hex key hash per line and/or PEM
+    certificates; ``#`` starts a comment.  :class:`errors.ConfigError` naming a bad line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read the creators file {path}: {exc}") from None
+    hashes: set[str] = set()
+    for pem in re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text,
+                          flags=re.S):
+        try:
+            hashes.add(key_hash_of_pem(pem))
+        except errors.PolicyError:
+            raise errors.ConfigError(f"a certificate in {path} does not parse") from None
+    rest = re.sub(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", "", text,
+                  flags=re.S)
+    for number, line in enumerate(rest.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", entry):
+            raise errors.ConfigError(
+                f"{path} line {number}: {entry[:80]!r} is neither a key hash nor a certificate",
+                details=["write one SHA-256 key hash (64 hex digits) per line, or PEM "
+                         "certificates; cloister prints an identity's key hash"],
+            )
+        hashes.add(entry.lower())
+    if not hashes:
+        raise errors.ConfigError(f"the creators file {path} names no identity")
+    return frozenset(hashes)
 
 
 def build_context(
     store: Store, audit: AuditLog, engine: SecretEngine, identity: CASIdentity | None,
-    *, max_body: int = DEFAULT_MAX_BODY,
+    *, limits: Limits | None = None, creators: frozenset[str] | None = None,
+    nonce_key: bytes | None = None,
 ) -> AppContext:
+    """The app's context.  ``nonce_key`` (derived from the master key) makes nonces valid
+    at every CAS sharing the store; without it the app has a random key of its own."""
+    limits = limits or Limits()
     metrics = Metrics()
     metrics.gauge("cloister_cas_sessions", "Number of session names.", store.session_count)
-    return AppContext(
-        store=store, sessions=SessionService(store, engine, audit), audit=audit,
-        metrics=metrics, identity=identity, max_body=max_body,
+    ctx = AppContext(
+        store=store,
+        sessions=SessionService(store, engine, audit, limits=limits, creators=creators),
+        audit=audit, metrics=metrics, identity=identity, max_body=limits.max_body,
+        rates={
+            "nonce": RateLimiter(limits.nonce_rate, limits.nonce_burst,
+                                 size=limits.rate_table_size),
+            "attest": RateLimiter(limits.attest_rate, limits.attest_burst,
+                                  size=limits.rate_table_size),
+        },
+    )
+    if nonce_key is not None:
+        ctx.extensions["attestation.nonces"] = NonceIssuer(
+            nonce_key, store, lifetime=limits.nonce_lifetime)
+    return ctx
+
+
+def open_audit(path: Path, limits: Limits) -> AuditLog:
+    return AuditLog(
+        path, max_bytes=limits.audit_max_bytes, keep=limits.audit_keep,
+        field_max=limits.audit_field_max, anonymous_per_minute=limits.audit_anonymous_per_minute,
+        backlog=limits.audit_backlog,
     )
 
 
@@ -116,28 +180,38 @@ class CASServer:
 
     def __init__(self, config: ServerConfig, engine: SecretEngine | None = None) -> None:
         self.config = config
-        self.store = open_store(config)
+        limits = config.limits
+        creators = read_creators(config.creators_file) if config.creators_file else None
+        master_key = _master_key(config)
+        self.store = open_store_url(config.store_url, config.state, Sealer(master_key))
         self.identity = open_identity(self.store, config.store_url, config.state, config.sans)
-        self.audit = AuditLog(config.state / AUDIT_FILE)
+        self.audit = open_audit((config.audit_dir or config.state) / AUDIT_FILE, limits)
+        self.keys = KeyPool(limits.keygen_processes, limits.keygen_budget,
+                            limits.max_keygen_requests)
         self.context = build_context(
-            self.store, self.audit, engine or default_engine(), self.identity,
-            max_body=config.max_body,
+            self.store, self.audit, engine or default_engine(self.keys), self.identity,
+            limits=limits, creators=creators, nonce_key=nonce_key(master_key),
         )
         if config.collateral is not None:
             self.context.extensions[COLLATERAL_EXTENSION] = load_collateral(config.collateral)
         self.app = CASApp(self.context, route_table(config.extra_routes))
-        server = wsgi.Server(
-            config.listen, self.app, numthreads=config.threads, max=config.max_threads,
-            request_queue_size=64, timeout=config.timeout, server_name="cloister-cas",
+        server = GatedServer(
+            config.listen, self.app, limits, request_queue_size=128, server_name="cloister-cas",
         )
-        server.gateway = IdentityGateway
-        server.ConnectionClass = JSONErrorConnection  # cheroot's own 4xx in JSON too
         server.ssl_adapter = ClientCertAdapter(
             str(self.identity.server_cert_path), str(self.identity.server_key_path)
         )
-        server.max_request_header_size = config.max_header
+        server.max_request_header_size = limits.max_header
         server.max_request_body_size = 0  # the app enforces max_body with a JSON 413
         self.http = server
+        metrics = self.context.metrics
+        metrics.gauge("cloister_cas_connections", "Open client connections.",
+                      lambda: server.open_connections)
+        metrics.gauge("cloister_cas_connections_refused", "Connections closed at accept "
+                      "(over a connection limit), since start.", lambda: server.refused)
+        metrics.gauge("cloister_cas_header_timeouts", "Connections closed for not sending "
+                      "their request head within header_deadline, since start.",
+                      lambda: server.gate.timed_out)
         self._thread: threading.Thread | None = None
 
     @property
@@ -161,6 +235,7 @@ class CASServer:
         _log.info("CAS listening on https://%s:%d (state %s)", host, port, self.config.state)
 
     def stop(self) -> None:
+        self.keys.close()  # first: requests generating keys end, so their workers do
         self.http.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)

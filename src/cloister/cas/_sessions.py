@@ -35,6 +35,7 @@ from cloister.cas import _access
 from cloister.cas._audit import AuditLog
 from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller
+from cloister.cas._limits import Limits
 from cloister.cas.store import SessionRecord, Store
 from cloister.policy import Secret, Session, load_session
 
@@ -70,11 +71,16 @@ class SessionService:
         audit: AuditLog,
         *,
         clock: Callable[[], float] = time.time,
+        limits: Limits | None = None,
+        creators: frozenset[str] | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.audit = audit
         self._clock = clock
+        self.limits = limits or Limits()
+        #: key hashes allowed to create top-level sessions (None: every identity)
+        self.creators = creators
 
     # --- parsing (cached: stored texts are immutable per hash) ---------------
 
@@ -110,6 +116,8 @@ class SessionService:
             raise
         action = "create" if session.predecessor is None else "update"
         try:
+            self._within_limits(session)
+            self.audit.require_writable()  # a write the audit log cannot show waits (507)
             if session.predecessor is None:
                 record = self._create(session, text, caller)
             else:
@@ -122,6 +130,33 @@ class SessionService:
             reason="", hash=record.hash,
         )
         return Written(record, created=session.predecessor is None)
+
+    def _within_limits(self, session: Session) -> None:
+        count = len(session.secrets) + len(session.volumes)
+        limit = self.limits.max_secrets_per_session
+        if count > limit:
+            raise errors.QuotaExceeded(
+                f"session {session.name!r} has {count} secrets and volume keys; this CAS "
+                f"allows {limit} (limit max_secrets_per_session)",
+                details=["split the session, or ask the CAS operator to raise the limit"],
+            )
+
+    def _may_create(self, session: Session, caller: Caller, top_level: bool) -> None:
+        """The CAS-level rules for a new name: the creators list, the per-creator quota."""
+        if top_level and self.creators is not None and caller.key_hash not in self.creators:
+            raise errors.AccessDenied(
+                f"not allowed to create top-level session {session.name!r}: this CAS "
+                "admits only the identities in its creators list",
+                details=[f"your key hash {caller.key_hash} is not in the list given with "
+                         "cloister cas serve --creators"],
+            )
+        limit = self.limits.max_sessions_per_creator
+        if self.store.sessions_created_by(caller.key_hash) >= limit:
+            raise errors.QuotaExceeded(
+                f"your identity has created {limit} sessions, the most this CAS allows "
+                "(limit max_sessions_per_creator)",
+                details=["ask the CAS operator to raise the limit"],
+            )
 
     def _deny(
         self, caller: Caller | None, action: str, name: str | None, code: str, why: str
@@ -138,6 +173,7 @@ class SessionService:
                 details=["to change it, send an update whose predecessor is its current hash"],
             )
         parent_name, _, _ = session.name.rpartition("/")
+        self._may_create(session, caller, top_level=not parent_name)
         if parent_name:
             parent = self.store.current(parent_name)
             if parent is None:

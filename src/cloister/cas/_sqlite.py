@@ -81,6 +81,9 @@ BEGIN SELECT RAISE(ABORT, 'service keys are append-only'); END;
 CREATE TABLE spent_nonces (nonce BLOB PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE INDEX spent_nonces_expiry ON spent_nonces (expires_at);
 """),
+    Migration(3, "sessions by creator (the per-creator quota)", """
+CREATE INDEX versions_by_creator ON session_versions (creator_key_hash);
+"""),
 )
 
 
@@ -235,6 +238,19 @@ class SqliteStore:
                 )
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
+
+    # --- quotas ----------------------------------------------------------------
+
+    def sessions_created_by(self, creator_key_hash: str) -> int:
+        """Number of session names whose creator is ``creator_key_hash``."""
+        try:
+            row = self._conn().execute(
+                "SELECT count(DISTINCT name) FROM session_versions WHERE creator_key_hash=?",
+                (creator_key_hash,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return int(row[0])
 
     # --- reads -------------------------------------------------------------
 

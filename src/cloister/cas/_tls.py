@@ -87,12 +87,26 @@ class _SSLSocketIO(socket.SocketIO):
     cheroot's pyOpenSSL reader retries ``readline`` but not ``read``; a request
     body arriving in a later TLS record then surfaced as ``WantReadError``.
     Retrying here, below the buffer, never loses bytes already read.
+
+    ``pending`` holds bytes already read from the connection (by the header gate,
+    :mod:`cloister.cas._gate`), served first; ``deadline`` (monotonic seconds) is
+    when the current request part must be complete, whatever the per-read timeout.
     """
 
+    pending = b""
+    deadline: float | None = None
+
     def readinto(self, b: Any) -> int:
+        if self.pending:
+            n = min(len(b), len(self.pending))
+            b[:n] = self.pending[:n]
+            self.pending = self.pending[n:]
+            return n
         sock: Any = self._sock  # type: ignore[attr-defined]
         timeout = sock.gettimeout() or 30.0
         deadline = time.monotonic() + timeout
+        if self.deadline is not None:
+            deadline = min(deadline, self.deadline)
         while True:
             try:
                 return int(sock.recv_into(b))

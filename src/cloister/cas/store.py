@@ -99,6 +99,10 @@ class Store(Protocol):
         """Mark ``nonce`` spent until ``expires_at`` (epoch seconds); True only the first time."""
         ...
 
+    def sessions_created_by(self, creator_key_hash: str) -> int:
+        """Number of session names created by ``creator_key_hash`` (the per-creator quota)."""
+        ...
+
     def check_integrity(self) -> list[str]:
         """Problems found (empty = healthy): storage-level checks plus opening every secret."""
 

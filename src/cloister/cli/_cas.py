@@ -54,8 +54,20 @@ def _add_serve(cas_sub: Any) -> None:
         "--max-body", type=bounded_int(1024, 1 << 30, "max-body"), default=1024 * 1024,
         help="request body limit in bytes (1 KiB .. 1 GiB)"
     )
-    p.add_argument("--threads", type=bounded_int(1, 1024, "threads"), default=16,
-                   help="worker threads (default 16)")
+    p.add_argument("--threads", type=bounded_int(1, 1024, "threads"), default=None,
+                   help="worker threads (default 64; the same as --limit workers=N)")
+    p.add_argument(
+        "--limit", action="append", default=[], metavar="NAME=VALUE",
+        help="change one protective limit, e.g. --limit nonce_rate=100 (repeatable; the "
+        "names and defaults are in the README and cloister.cas.Limits)",
+    )
+    p.add_argument(
+        "--creators", type=Path, default=None, metavar="FILE",
+        help="only the identities in FILE (key hashes or PEM certificates) may create "
+        "top-level sessions; default: every identity",
+    )
+    p.add_argument("--audit-dir", type=Path, default=None, metavar="DIR",
+                   help="where audit.log and its rotations go (default: the state directory)")
     p.add_argument(
         "--collateral", type=Path, default=None, metavar="DIR",
         help="attestation collateral: VCEK/VLEK certificates, TDX TCB info, QE identity and "
@@ -95,16 +107,21 @@ def store_url(args: argparse.Namespace) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     from cloister.cas import CASServer, ServerConfig  # noqa: PLC0415 — keep CLI start fast
+    from cloister.cas._limits import Limits, with_overrides  # noqa: PLC0415
     from cloister.cas._server import parse_listen  # noqa: PLC0415
 
+    pairs = [f"max_body={args.max_body}"]
+    if args.threads is not None:
+        pairs.append(f"workers={args.threads}")
     config = ServerConfig(
         state=Path(args.state).expanduser(),
         listen=parse_listen(args.listen),
         store_url=store_url(args),
         master_key_file=args.master_key_file,
         sans=tuple(args.san),
-        max_body=args.max_body,
-        threads=args.threads,
+        limits=with_overrides(Limits(), [*pairs, *args.limit]),
+        creators_file=args.creators,
+        audit_dir=args.audit_dir,
         collateral=args.collateral,
     )
     CASServer(config).serve_forever()

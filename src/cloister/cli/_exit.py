@@ -23,6 +23,7 @@ EXIT_CODES: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.Conflict, 5),
     (errors.PayloadTooLarge, 5),
     (errors.Overloaded, 5),
+    (errors.QuotaExceeded, 5),
     (errors.LaunchError, 6),
     (errors.SecretError, 7),
     (errors.StoreError, 8),

@@ -20,11 +20,18 @@ HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 ENV_NAME_RE = re.compile(r"(@@)?[A-Za-z_][A-Za-z0-9_]*")
 REFERENCE_ONLY_RE = re.compile(r"\$\$SCONE::[^$]+\$\$")
+#: characters of a whole session name (namespace segments included)
+MAX_SESSION_NAME = 1024
 
 
 def check_session_name(value: str, field_name: str = "name") -> str:
     """A session name: ``/``-separated segments of ``[A-Za-z0-9_-.~]{1,128}``."""
     segments = value.split("/")
+    if len(value) > MAX_SESSION_NAME:
+        raise Invalid(
+            field_name, f"session name is {len(value)} characters long: use at most "
+            f"{MAX_SESSION_NAME}"
+        )
     if not value or any(not NAME_RE.fullmatch(s) or s in (".", "..") for s in segments):
         raise Invalid(
             field_name,

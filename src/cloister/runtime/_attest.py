@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cloister import errors
 from cloister._address import parse_host_port
@@ -88,29 +88,32 @@ def fetch_config(
     pin = settings.cas_cert_pem
     budget = settings.retry_seconds
 
-    started = time.perf_counter()
-    answer = _retrying("CAS", lambda: post_json(host, port, "/v1/attest/nonce", {}, pin), budget)
-    nonce = bytes.fromhex(answer["nonce"])
-    got_nonce = time.perf_counter()
+    def attempt() -> tuple[Any, Any, float, float, float]:
+        # a whole attempt is retried, so a retry never re-sends a spent nonce
+        started = time.perf_counter()
+        answer = _retrying("CAS", lambda: post_json(host, port, "/v1/attest/nonce", {}, pin),
+                           budget)
+        nonce = bytes.fromhex(answer["nonce"])
+        got_nonce = time.perf_counter()
+        key = generate_ephemeral_key()
+        public_key = public_key_bytes_of(key)
+        las = LasClient(settings.las_addr)
+        evidence = _retrying(
+            "LAS", lambda: las.quote(measurement, fspf_tag, report_data(nonce, public_key)),
+            budget,
+        )
+        quoted = time.perf_counter()
+        request = {
+            "config_id": settings.config_id,
+            "nonce": nonce.hex(),
+            "public_key": public_key.hex(),
+            "evidence": base64.b64encode(evidence).decode("ascii"),
+        }
+        # not retried on refusal: the nonce is spent, and a refusal will not change
+        answer = post_json(host, port, "/v1/attest/config", request, pin)
+        return answer, key, started, got_nonce, quoted
 
-    key = generate_ephemeral_key()
-    public_key = public_key_bytes_of(key)
-    las = LasClient(settings.las_addr)
-    evidence = _retrying(
-        "LAS", lambda: las.quote(measurement, fspf_tag, report_data(nonce, public_key)), budget
-    )
-    quoted = time.perf_counter()
-
-    request = {
-        "config_id": settings.config_id,
-        "nonce": nonce.hex(),
-        "public_key": public_key.hex(),
-        "evidence": base64.b64encode(evidence).decode("ascii"),
-    }
-    # not retried on refusal: the nonce is spent, and a refusal will not change
-    answer = _retrying(
-        "CAS", lambda: post_json(host, port, "/v1/attest/config", request, pin), budget
-    )
+    answer, key, started, got_nonce, quoted = _retrying("CAS", attempt, budget)
     sealed = base64.b64decode(answer["sealed_config"])
     config = LaunchConfig.from_json(open_sealed(key, sealed))
     done = time.perf_counter()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets as _random
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 
@@ -43,6 +43,7 @@ def generate(
     imported: Mapping[str, SecretValue] = _EMPTY,
     previous: Sequence[Secret] | None = None,
     now: datetime | None = None,
+    make_key: Callable[[str | None], _keys.PrivateKey] = _keys.generate_key,
 ) -> dict[str, SecretValue]:
     """A value for every secret of ``secrets`` (in their order), imported ones included.
 
@@ -51,6 +52,7 @@ def generate(
     values whose kind and size still fit are kept, and no private key).
     ``imported`` maps the local name of each imported secret to its value.
     ``now`` (default: the current UTC time) fixes certificate validity.
+    ``make_key(key_type)`` makes each new private key (the CAS bounds it in time).
 
     Raises :class:`PolicyError` for a duplicate name, a missing or wrong-kind
     reference, a cycle, an unavailable import or an unusable explicit value.
@@ -68,7 +70,7 @@ def generate(
     keep = _Keeper(existing, previous)
     for secret in _dependency_order(secrets, by_name):
         if secret.name not in values:
-            values[secret.name] = keep.value(secret) or _make(secret, values, when)
+            values[secret.name] = keep.value(secret) or _make(secret, values, when, make_key)
     return {s.name: values[s.name] for s in secrets}
 
 
@@ -212,7 +214,10 @@ class _Keeper:
         return None  # certificates are always re-issued
 
 
-def _make(secret: Secret, values: Mapping[str, SecretValue], now: datetime) -> SecretValue:
+def _make(
+    secret: Secret, values: Mapping[str, SecretValue], now: datetime,
+    make_key: Callable[[str | None], _keys.PrivateKey] = _keys.generate_key,
+) -> SecretValue:
     kind = secret.kind
     size = secret.size or DEFAULT_SIZE
     if kind is SecretKind.ASCII:
@@ -227,7 +232,7 @@ def _make(secret: Secret, values: Mapping[str, SecretValue], now: datetime) -> S
         if secret.value is not None:
             key = _keys.parse_explicit(secret.value, secret.name, secret.key_type)
         else:
-            key = _keys.generate_key(secret.key_type)
+            key = make_key(secret.key_type)
         return SecretValue.private_key(_keys.to_pem(key))
     assert kind in (SecretKind.X509, SecretKind.X509_CA)
     if secret.value is not None:

@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 
 from cloister import errors
-from cloister.cas import AuditLog, Auth, CASApp, Request, Response, Route, SqliteStore, create_app
+from cloister.cas import (
+    AuditLog,
+    Auth,
+    CASApp,
+    Limits,
+    Request,
+    Response,
+    Route,
+    SqliteStore,
+    create_app,
+)
 from cloister.cas._engine_secrets import SecretsEngine
 from cloister.cas._errors_http import HTTP_STATUS, status_for
 from cloister.cas._http import ENV_CERT_PEM, ENV_KEY_HASH
@@ -42,7 +52,7 @@ def app(tmp_path: Path) -> Iterator[CASApp]:
     store = SqliteStore(tmp_path / "cas.db", Sealer(bytes(32)))
     audit = AuditLog(tmp_path / "audit.log")
     yield create_app(
-        store, SecretsEngine(), audit, max_body=4096,
+        store, SecretsEngine(), audit, limits=Limits(max_body=4096),
         extra_routes=[Route("GET", "/v1/boom", _boom, Auth.PUBLIC)],
     )
     store.close()

@@ -1,0 +1,219 @@
+"""Concurrent CAS clients: N keep-alive HTTPS clients, closed loop, for a fixed time.
+
+The clients run as threads spread over up to ``PROCESSES`` processes (so the
+client side is not one interpreter's GIL); each thread keeps one HTTPS
+connection (with a client certificate) open and sends its next request as soon
+as the last one is answered.  A run returns every request's latency; the rate
+is requests answered per wall-clock second over the whole run.  Two kinds:
+
+- ``session``: ``POST /v1/sessions`` of a session with a CA and a server
+  certificate (two P-256 keys, two signatures), each with a fresh name;
+- ``attest``: what ``cloister run`` does before a program starts — a nonce
+  over the kept connection, a quote from the LAS (its own HTTP request), the
+  evidence over the kept connection, the sealed configuration opened.
+
+All clients share 127.0.0.1, so the bench starts the CAS with its per-address
+limits raised (:data:`BENCH_LIMITS`); every other limit is the default.
+Loopback only; every run ends by itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import http.client
+import json
+import multiprocessing
+import os
+import ssl
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bench._stats import Figure, Summary, percentile
+
+PROCESSES = 4
+#: the concurrency levels measured
+CONCURRENCY = (1, 16, 64)
+
+#: per-address limits that one loopback address with 64 busy clients would hit
+BENCH_LIMITS = (
+    "nonce_rate=1000000", "nonce_burst=1000000", "attest_rate=1000000",
+    "attest_burst=1000000", "max_connections_per_address=1024",
+)
+
+
+def limit_args() -> list[str]:
+    return [arg for pair in BENCH_LIMITS for arg in ("--limit", pair)]
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "session" | "attest"
+    cas_port: int
+    cas_ca: str
+    cert: str
+    key: str
+    seconds: float
+    #: session: the YAML with a ``{name}`` placeholder; attest: the config id
+    payload: str
+    las_addr: str = ""
+    measurement: str = ""
+    #: wall-clock time at which every client starts (after all processes are up)
+    start_at: float = 0.0
+
+
+def make_identity(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed P-256 client certificate (the CAS identity of a bench client)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM,
+                                   serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _connection(job: Job) -> http.client.HTTPSConnection:
+    ctx = ssl.create_default_context(cafile=job.cas_ca)
+    ctx.load_cert_chain(job.cert, job.key)
+    return http.client.HTTPSConnection("localhost", job.cas_port, context=ctx, timeout=60)
+
+
+def _post(conn: http.client.HTTPSConnection, path: str, body: bytes,
+          content_type: str) -> tuple[int, bytes]:
+    conn.request("POST", path, body=body, headers={"Content-Type": content_type})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def _attest_once(conn: http.client.HTTPSConnection, job: Job) -> str:
+    """One attestation; "" when it succeeded, else why not."""
+    from cloister.attest import (  # noqa: PLC0415 - in the client process only
+        LasClient,
+        generate_ephemeral_key,
+        open_sealed,
+        public_key_bytes_of,
+        report_data,
+    )
+
+    status, data = _post(conn, "/v1/attest/nonce", b"{}", "application/json")
+    if status != 201:
+        return f"nonce: HTTP {status}"
+    nonce = bytes.fromhex(json.loads(data)["nonce"])
+    key = generate_ephemeral_key()
+    public = public_key_bytes_of(key)
+    evidence = LasClient(job.las_addr).quote(job.measurement, None, report_data(nonce, public))
+    body = json.dumps({"config_id": job.payload, "nonce": nonce.hex(), "public_key": public.hex(),
+                       "evidence": base64.b64encode(evidence).decode()}).encode()
+    status, data = _post(conn, "/v1/attest/config", body, "application/json")
+    if status != 200:
+        return f"config: HTTP {status}"
+    open_sealed(key, base64.b64decode(json.loads(data)["sealed_config"]))
+    return ""
+
+
+def _client(job: Job, tag: str, out: list[float], failures: list[str]) -> None:
+    from cloister.errors import Error  # noqa: PLC0415
+
+    conn = _connection(job)
+    time.sleep(max(0.0, job.start_at - time.time()))
+    deadline = job.start_at + job.seconds
+    serial = 0
+    while time.time() < deadline:
+        serial += 1
+        started = time.perf_counter()
+        why = ""
+        try:
+            if job.kind == "session":
+                status, _ = _post(conn, "/v1/sessions",
+                                  job.payload.format(name=f"c-{tag}-{serial}").encode(),
+                                  "application/x-yaml")
+                why = "" if status == 201 else f"HTTP {status}"
+            else:
+                why = _attest_once(conn, job)
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            conn = _connection(job)
+            why = type(exc).__name__
+        except Error as exc:  # the LAS refused a connection (its backlog is small)
+            why = type(exc).__name__
+        if why:
+            failures.append(why)
+        else:
+            out.append(time.perf_counter() - started)
+    conn.close()
+
+
+def _process(job: Job, threads: int, tag: str) -> tuple[list[float], list[str]]:
+    if job.kind == "attest":
+        import cloister.attest  # noqa: F401, PLC0415 - imported before the clock starts
+    latencies: list[float] = []
+    failures: list[str] = []
+    started = [threading.Thread(target=_client, args=(job, f"{tag}-{i}", latencies, failures))
+               for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    return latencies, failures
+
+
+@dataclass(frozen=True)
+class Run:
+    clients: int
+    rate: float
+    latencies: list[float]
+    #: why each failed request failed ("HTTP 503", "ConnectionResetError" …)
+    failures: list[str]
+
+
+def run(job: Job, clients: int, tag: str) -> Run:
+    """``clients`` concurrent clients doing ``job`` for ``job.seconds``."""
+    processes = min(PROCESSES, clients)
+    shares = [clients // processes + (1 if i < clients % processes else 0)
+              for i in range(processes)]
+    job = replace(job, start_at=time.time() + 5.0)  # every client starts at once, warm
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_process, job, share, f"{tag}-{i}")
+                   for i, share in enumerate(shares)]
+        results = [f.result(timeout=job.seconds + 120) for f in futures]
+    latencies = [lat for part, _ in results for lat in part]
+    return Run(clients, len(latencies) / job.seconds, latencies,
+               [why for _, part in results for why in part])
+
+
+def figures(section: str, what: str, runs: list[Run]) -> list[Figure]:
+    """One line per concurrency level: the rate; p50/p99 latency and errors beside it."""
+    out = []
+    for r in runs:
+        ms = [lat * 1e3 for lat in r.latencies] or [0.0]
+        p50, p99 = percentile(ms, 50), percentile(ms, 99)
+        top = Counter(r.failures).most_common(2)
+        failed = f" ({', '.join(f'{n}x {why}' for why, n in top)})" if top else ""
+        out.append(Figure(
+            section, f"{what}, {r.clients} keep-alive client{'s' if r.clients > 1 else ''}", "/s",
+            subject=Summary.of([r.rate]), target_on="value",
+            note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(r.latencies)} done, "
+                 f"{len(r.failures)} failed{failed}",
+            extra={"clients": r.clients, "p50_ms": p50, "p99_ms": p99, "done": len(r.latencies),
+                   "failed": dict(Counter(r.failures))},
+        ))
+    return out
