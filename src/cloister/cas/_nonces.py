@@ -108,7 +108,8 @@ class NonceIssuer:
         return body + self._tag(body)
 
     def check(self, nonce: bytes) -> bool | str:
-        """True, or the reason the nonce is refused (steps 1-4 of the module)."""
+        """True, or why the nonce is refused (steps 1-4 of the module): one reason for
+        every failure, so an anonymous caller learns nothing about the nonces."""
         # 1. shape
         if len(nonce) != NONCE_SIZE or nonce[:1] != _VERSION:
             return REASON
@@ -120,10 +121,10 @@ class NonceIssuer:
         issued = struct.unpack(">Q", body[1:9])[0] / 1000
         now = self._clock()
         if issued > now + CLOCK_SKEW or now - issued > self.lifetime:
-            return "nonce expired: request a fresh nonce and attest again"
+            return REASON
         # 4. single use
         if not self._spent.spend_nonce(body, issued + self.lifetime + CLOCK_SKEW):
-            return "nonce already used: request a fresh nonce and attest again"
+            return REASON
         return True
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloister.cas._keys import Sealer
-from cloister.cas._nonces import NONCE_SIZE, MemorySpent, NonceIssuer, nonce_key
+from cloister.cas._nonces import NONCE_SIZE, REASON, MemorySpent, NonceIssuer, nonce_key
 from cloister.cas._sqlite import SqliteStore
 
 
@@ -22,7 +22,7 @@ def test_a_nonce_is_good_once() -> None:
     nonce = issuer.issue()
     assert len(nonce) == NONCE_SIZE
     assert issuer.check(nonce) is True
-    assert "already used" in str(issuer.check(nonce))
+    assert issuer.check(nonce) == REASON
 
 
 def test_issuing_stores_nothing() -> None:
@@ -38,9 +38,9 @@ def test_an_expired_nonce_is_refused_and_one_from_far_ahead_too() -> None:
     issuer = NonceIssuer(bytes(32), MemorySpent(), lifetime=60, clock=clock)
     old = issuer.issue()
     clock.now += 61
-    assert "expired" in str(issuer.check(old))
+    assert issuer.check(old) == REASON
     ahead = NonceIssuer(bytes(32), MemorySpent(), clock=lambda: clock.now + 30).issue()
-    assert "expired" in str(issuer.check(ahead)), "a nonce from 30 s in the future passed"
+    assert issuer.check(ahead) == REASON, "a nonce from 30 s in the future passed"
     skewed = NonceIssuer(bytes(32), MemorySpent(), clock=lambda: clock.now + 2).issue()
     assert issuer.check(skewed) is True, "a replica 2 s ahead was refused"
 
@@ -64,7 +64,7 @@ def test_replicas_sharing_a_store_accept_each_others_nonces_once(tmp_path: Path)
         b = NonceIssuer(nonce_key(master), store_b)
         nonce = a.issue()
         assert b.check(nonce) is True
-        assert "already used" in str(a.check(nonce)), "a nonce spent at one replica was reused"
+        assert a.check(nonce) == REASON, "a nonce spent at one replica was reused"
     finally:
         store_a.close()
         store_b.close()
