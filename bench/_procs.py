@@ -89,8 +89,9 @@ class Processes:
 class Platform:
     """A CAS and a LAS on free ports, and a client identity to post sessions with."""
 
-    def __init__(self, root: Path, procs: Processes) -> None:
+    def __init__(self, root: Path, procs: Processes, cas_args: Sequence[str] = ()) -> None:
         self.root, self.procs = root, procs
+        self.cas_args = tuple(cas_args)
         self.cas_port, self.las_port = free_port(), free_port()
         self.cas_state, self.las_state = root / "cas", root / "las"
         self.identity = root / "identity"
@@ -110,7 +111,7 @@ class Platform:
     def start(self) -> None:
         cas, cas_log = self.procs.start(
             "cas", [CLOISTER, "cas", "serve", "--state", str(self.cas_state),
-                    "--listen", self.cas_addr, *limit_args()])
+                    "--listen", self.cas_addr, *limit_args(), *self.cas_args])
         las, las_log = self.procs.start(
             "las", [CLOISTER, "las", "serve", "--state", str(self.las_state),
                     "--listen", self.las_addr])

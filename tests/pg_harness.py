@@ -1,155 +1,25 @@
-"""A throwaway PostgreSQL cluster for tests: Debian's ``initdb``/``pg_ctl`` in a temp dir.
-
-The cluster runs as an unprivileged user (``nobody`` when the tests run as root,
-since PostgreSQL refuses to run as root), listens on a free loopback port and on
-a socket in its own directory, with ``fsync`` and ``synchronous_commit`` on —
-the durability the CAS documents it needs.  Each test gets its own database
-(:meth:`PostgresCluster.new_database`).  Where PostgreSQL is missing the tests
-skip with the reason printed.
-"""
+"""The throwaway PostgreSQL cluster of :mod:`bench._pg` for tests: skips, with the reason
+printed, where PostgreSQL or psycopg is missing.  Each test takes a database of its own
+(:meth:`PostgresCluster.new_database`)."""
 
 from __future__ import annotations
 
-import itertools
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
+from bench import _pg
+from bench._pg import PostgresCluster
 
-PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-_RUN_AS = "nobody"
-
-
-def pg_bin() -> Path | None:
-    """Directory holding ``initdb``/``pg_ctl`` (the newest Debian version), or None."""
-    for directory in PG_BIN_DIRS:
-        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
-            return directory
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
-def skip_reason() -> str | None:
-    """Why a real PostgreSQL cannot run here, or None."""
-    if pg_bin() is None:
-        return "PostgreSQL is not installed (apt-get install postgresql; .ci/run does)"
-    try:
-        import psycopg  # noqa: F401, PLC0415
-    except ImportError:
-        return "psycopg is not installed (pip install 'psycopg[binary]')"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(_RUN_AS)
-        except KeyError:
-            return f"running as root and there is no unprivileged user {_RUN_AS!r} to run postgres"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PostgresCluster:
-    """One ``postgres`` process on a free port; :meth:`stop`/:meth:`start` for outage tests."""
-
-    _counter = itertools.count()
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.sock = root / "sock"
-        self.log = root / "postgres.log"
-        self.port = free_port()
-        self.user = "cloister"
-        self.bin = pg_bin()
-        assert self.bin is not None
-
-    def _as_owner(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        if os.geteuid() == 0:
-            argv = ["setpriv", f"--reuid={_RUN_AS}", "--regid=nogroup", "--clear-groups", *argv]
-        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=120,
-                              cwd=self.root)
-
-    def init(self) -> None:
-        self.sock.mkdir()
-        if os.geteuid() == 0:
-            entry = pwd.getpwnam(_RUN_AS)
-            for path in (self.root, self.sock):
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-        self._as_owner([str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user,
-                        "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(
-                f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                f"unix_socket_directories = '{self.sock}'\n"
-                "fsync = on\nsynchronous_commit = on\nmax_connections = 120\n"
-                "shared_buffers = 16MB\n"
-            )
-
-    def start(self) -> None:
-        done = self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
-                               str(self.log), "-w", "-t", "60", "start"], check=False)
-        if done.returncode != 0:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"postgres did not start: {done.stdout}{done.stderr}{log}")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
-                        "stop"], check=False)
-
-    @property
-    def admin_url(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
-
-    def url(self, database: str) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
-
-    def psql(self, database: str, sql: str) -> str:
-        """Run ``sql`` with Debian's psql (as a DBA would); its stdout."""
-        done = subprocess.run(
-            [str(self.bin / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-             "-d", self.url(database), "-c", sql],
-            capture_output=True, text=True, timeout=60,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"psql failed: {done.stderr.strip()}")
-        return done.stdout
-
-    def new_database(self, prefix: str = "t") -> str:
-        """A fresh, empty database; its name."""
-        name = f"{prefix}_{os.getpid()}_{next(self._counter)}"
-        self.psql("postgres", f'CREATE DATABASE "{name}"')
-        return name
+__all__ = ["PostgresCluster", "running_cluster"]
 
 
 @contextmanager
 def running_cluster() -> Iterator[PostgresCluster]:
     """Start a throwaway cluster (skipping, with the reason, where impossible); stop and
     remove it afterwards."""
-    reason = skip_reason()
+    reason = _pg.unavailable()
     if reason:
         pytest.skip(reason)
-    # not under pytest's tmp dirs: those are 0700 root, which the postgres user cannot enter
-    root = Path(tempfile.mkdtemp(prefix="cloister-pg-"))
-    os.chmod(root, 0o755)
-    cluster = PostgresCluster(root)
-    try:
-        cluster.init()
-        cluster.start()
+    with _pg.running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop("immediate")
-        deadline = time.monotonic() + 10
-        while (cluster.data / "postmaster.pid").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        shutil.rmtree(root, ignore_errors=True)

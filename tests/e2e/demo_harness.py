@@ -44,6 +44,8 @@ class Demo:
     api_port: int
     #: ``support.disk_state("/tls")`` before the demo started
     tls_before: frozenset[tuple[str, int, int]] | None = None
+    #: extra ``demo up`` arguments (``--store postgresql://…``)
+    up_args: tuple[str, ...] = ()
 
     @classmethod
     def fresh(cls, directory: Path) -> Demo:
@@ -73,7 +75,8 @@ class Demo:
     def _up(self) -> subprocess.CompletedProcess[str]:
         return self.cli("demo", "up", "--detach", "--dir", str(self.dir),
                         "--cas-port", str(self.cas_port), "--las-port", str(self.las_port),
-                        "--redis-port", str(self.redis_port), "--api-port", str(self.api_port))
+                        "--redis-port", str(self.redis_port), "--api-port", str(self.api_port),
+                        *self.up_args)
 
     def down(self) -> subprocess.CompletedProcess[str]:
         done = self.cli("demo", "down", "--dir", str(self.dir))
@@ -101,3 +104,37 @@ class Demo:
         assert done.returncode == 0, done.stderr
         body, _, status = done.stdout.rpartition("\n")
         return int(status), json.loads(body)
+
+
+def seed_walkthrough(demo: Demo, tmp_path: Path) -> None:
+    """The seed's "Testing the service" in bash, with this demo's ports; asserts every answer."""
+    script = f"""
+curl -k -X GET "https://${{SCONE_CAS_ADDR-cas}}:{demo.cas_port}/v1/values/session=$FLASK_SESSION" | jq -r .values.api_ca_cert.value > cacert.pem
+curl --cacert cacert.pem -X POST ${{URL}}/patient/patient_3 -d "{SEED_FORM}" --resolve $RESOLVE
+echo
+curl --cacert cacert.pem -X GET ${{URL}}/patient/patient_3 --resolve $RESOLVE
+echo
+curl --cacert cacert.pem -X GET ${{URL}}/score/patient_3 --resolve $RESOLVE
+"""  # noqa: E501
+    done = demo.bash(script, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cacert.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    fetched = (tmp_path / "cacert.pem").read_text().strip()
+    assert fetched == (demo.dir / "cacert.pem").read_text().strip()
+    posted, got, score = (json.loads(line) for line in done.stdout.splitlines() if line)
+    expected = {
+        "fname": "Jane", "lname": "Doe", "address": "'123 Main Street'", "city": "Richmond",
+        "state": "Washington", "ssn": "123-223-2345", "email": "nr@aaa.com",
+        "dob": "01/01/2010", "contactphone": "123-234-3456",
+        "drugallergies": "'Sulpha, Penicillin, Tree Nut'",
+        "preexistingconditions": "'diabetes, hypertension, asthma'",
+        "dateadmitted": "01/05/2010", "insurancedetails": "'Primera Blue Cross'",
+        "id": "patient_3",
+    }
+    for record in (posted, got):
+        assert {k: v for k, v in record.items() if k != "score"} == expected
+        assert isinstance(record["score"], float)
+    assert got == posted
+    assert set(score) == {"id", "score"}
+    assert score["id"] == "patient_3"
+    assert isinstance(score["score"], float)

@@ -5,7 +5,6 @@ One demo per module (per xdist worker); each test uses its own patient ids.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from demo_harness import CLOISTER, FIELDS, SEED_FORM, Demo
+from demo_harness import CLOISTER, FIELDS, SEED_FORM, Demo, seed_walkthrough
 
 from cloister.demo import Layout
 from support import disk_state
@@ -34,36 +33,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 def test_seed_walkthrough_in_a_shell(demo: Demo, tmp_path: Path) -> None:
     """The seed's "Testing the service", with this demo's ports."""
-    script = f"""
-curl -k -X GET "https://${{SCONE_CAS_ADDR-cas}}:{demo.cas_port}/v1/values/session=$FLASK_SESSION" | jq -r .values.api_ca_cert.value > cacert.pem
-curl --cacert cacert.pem -X POST ${{URL}}/patient/patient_3 -d "{SEED_FORM}" --resolve $RESOLVE
-echo
-curl --cacert cacert.pem -X GET ${{URL}}/patient/patient_3 --resolve $RESOLVE
-echo
-curl --cacert cacert.pem -X GET ${{URL}}/score/patient_3 --resolve $RESOLVE
-"""  # noqa: E501
-    done = demo.bash(script, tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "cacert.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
-    fetched = (tmp_path / "cacert.pem").read_text().strip()
-    assert fetched == (demo.dir / "cacert.pem").read_text().strip()
-    posted, got, score = (json.loads(line) for line in done.stdout.splitlines() if line)
-    expected = {
-        "fname": "Jane", "lname": "Doe", "address": "'123 Main Street'", "city": "Richmond",
-        "state": "Washington", "ssn": "123-223-2345", "email": "nr@aaa.com",
-        "dob": "01/01/2010", "contactphone": "123-234-3456",
-        "drugallergies": "'Sulpha, Penicillin, Tree Nut'",
-        "preexistingconditions": "'diabetes, hypertension, asthma'",
-        "dateadmitted": "01/05/2010", "insurancedetails": "'Primera Blue Cross'",
-        "id": "patient_3",
-    }
-    for record in (posted, got):
-        assert {k: v for k, v in record.items() if k != "score"} == expected
-        assert isinstance(record["score"], float)
-    assert got == posted
-    assert set(score) == {"id", "score"}
-    assert score["id"] == "patient_3"
-    assert isinstance(score["score"], float)
+    seed_walkthrough(demo, tmp_path)
 
 
 def test_myenv_names_the_sessions_and_the_cas(demo: Demo, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def _up(args: argparse.Namespace) -> int:
     options = demo.DemoOptions(
         directory=Path(args.dir), app_dir=Path(args.app) if args.app else None,
         cas_port=args.cas_port, las_port=args.las_port, redis_port=args.redis_port,
-        api_port=args.api_port,
+        api_port=args.api_port, store=args.store,
     )
     # SIGTERM (e.g. from a supervisor) stops the demo as cleanly as Ctrl-C does
     signal.signal(signal.SIGTERM, _interrupt)
@@ -79,6 +79,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--las-port", type=port, default=LAS_PORT, help=f"default {LAS_PORT}")
     up.add_argument("--redis-port", type=port, default=REDIS_PORT, help=f"default {REDIS_PORT}")
     up.add_argument("--api-port", type=port, default=API_PORT, help=f"default {API_PORT}")
+    up.add_argument("--store", default="sqlite", metavar="URL",
+                    help="the CAS store: sqlite (default, in --dir) or postgresql://USER@HOST/DB "
+                    "(see cloister cas serve --store)")
     up.set_defaults(func=_up)
     down = commands.add_parser("down", help="stop exactly the processes demo up started")
     down.add_argument("--dir", default=DEFAULT_DIR, help=f"demo directory (default {DEFAULT_DIR})")

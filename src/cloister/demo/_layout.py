@@ -30,6 +30,8 @@ class DemoOptions:
     las_port: int = LAS_PORT
     redis_port: int = REDIS_PORT
     api_port: int = API_PORT
+    #: the CAS store: ``sqlite`` (in the demo directory) or ``postgresql://…``
+    store: str = "sqlite"
     #: how long each service may take to answer after it was started
     ready_seconds: float = 120.0
 

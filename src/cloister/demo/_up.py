@@ -113,9 +113,11 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         d.chmod(0o700)  # the CAS refuses a state directory others can read
 
-    step(f"starting the CAS on https://127.0.0.1:{o.cas_port} (state {layout.cas})")
+    where = layout.cas if o.store == "sqlite" else o.store.split("@")[-1].split("?")[0]
+    step(f"starting the CAS on https://127.0.0.1:{o.cas_port} (store {where})")
     cas = table.start("cas", svc.cloister_argv(
-        "cas", "serve", "--state", str(layout.cas), "--listen", f"127.0.0.1:{o.cas_port}"),
+        "cas", "serve", "--state", str(layout.cas), "--listen", f"127.0.0.1:{o.cas_port}",
+        *(("--store", o.store) if o.store != "sqlite" else ())),
         svc.child_env({}), layout.logs / "cas.log")
     identity = ensure_identity(layout.identity)
     client_holder: list[DemoCAS] = []
