@@ -26,16 +26,18 @@ Section = Callable[[Context], list[Figure]]
 
 
 def _sections() -> dict[str, Section]:
-    from bench import api, attest, cas, imports  # noqa: PLC0415 - keep --help fast
+    from bench import api, attest, cas, imports, replicas  # noqa: PLC0415 - keep --help fast
 
-    return {"attest": attest.run, "import": imports.run, "cas": cas.run, "api": api.run}
+    return {"attest": attest.run, "import": imports.run, "cas": cas.run,
+            "replicas": replicas.run, "api": api.run}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
     parser.add_argument("--only", action="append", metavar="SECTION",
-                        help="run only these sections (attest, import, cas, api); repeatable")
+                        help="run only these sections (attest, import, cas, replicas, api); "
+                        "repeatable")
     parser.add_argument("--out", default=str(Path(__file__).parent),
                         help="where results.json and results.png go (default: bench/)")
     parser.add_argument("--keep", action="store_true",

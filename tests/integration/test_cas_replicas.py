@@ -1,7 +1,8 @@
 """Two real CAS replicas (``cloister cas serve --store postgresql://…``) on one real PostgreSQL.
 
 What a user of an HA CAS relies on, shown with real processes: one identity for
-both replicas, a write acknowledged by one read back by the other, exactly one
+both replicas, a write acknowledged by one read back by the other, an attestation
+whose nonce came from one replica accepted by the other (and only once), exactly one
 winner among concurrent updates sent to different replicas, no acknowledged
 write lost and no half session after ``kill -9`` of a replica mid-write, and
 503 JSON (never 500) while PostgreSQL is stopped, with recovery — without a
@@ -10,6 +11,7 @@ restart of either replica — once it starts again.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -129,6 +131,62 @@ def test_concurrent_updates_to_two_replicas_exactly_one_wins(
         assert cas.curl("/v1/sessions/contended", identity=owner).json()["hash"] == winner
     for loser in (r for r in replies if r.status == 409):
         assert loser.json()["error"]["code"] == "conflict"
+
+
+ATTESTED = """\
+name: attested
+version: "0.3"
+services:
+  - name: app
+    mrenclaves: [{measurement}]
+    command: python3 /app.py
+    environment:
+      TOKEN: $$SCONE::token$$
+secrets:
+  - name: token
+    kind: ascii
+security:
+  attestation:
+    tolerate: [debug-mode]
+"""
+
+
+def test_attestation_nonce_from_one_replica_config_from_the_other(
+        replicas: Replicas, owner: Identity, tmp_path: Path) -> None:
+    from run_harness import LAS, python_measurement  # noqa: PLC0415
+
+    from cloister import errors  # noqa: PLC0415
+    from cloister.attest import (  # noqa: PLC0415
+        LasClient,
+        generate_ephemeral_key,
+        open_sealed,
+        public_key_bytes_of,
+        report_data,
+    )
+    from cloister.client._transport import post_json  # noqa: PLC0415
+
+    a, b = replicas.cas
+    measurement = python_measurement()
+    assert a.curl("/session", identity=owner,
+                  data=ATTESTED.format(measurement=measurement).encode()).status == 201
+    las = LAS(tmp_path / "las", tmp_path / "las.log")
+    las.start()
+    try:
+        pin = (a.state / "cas-ca.pem").read_text()  # one pinned CA for both replicas
+        nonce = bytes.fromhex(post_json("127.0.0.1", a.port, "/v1/attest/nonce", {}, pin)["nonce"])
+        key = generate_ephemeral_key()
+        public = public_key_bytes_of(key)
+        evidence = LasClient(las.addr).quote(measurement, None, report_data(nonce, public))
+        body = {"config_id": "attested/app", "nonce": nonce.hex(), "public_key": public.hex(),
+                "evidence": base64.b64encode(evidence).decode()}
+        answer = post_json("127.0.0.1", b.port, "/v1/attest/config", body, pin)
+        config = json.loads(open_sealed(key, base64.b64decode(answer["sealed_config"])))
+        assert config["environment"]["TOKEN"]  # the session's secret, released by b
+        # the nonce is spent for every replica: a replay to a is refused
+        with pytest.raises(errors.AttestationError, match="nonce"):
+            post_json("127.0.0.1", a.port, "/v1/attest/config", body, pin)
+    finally:
+        las.stop()
 
 
 def test_kill9_of_a_replica_mid_write_loses_nothing_acknowledged(
