@@ -393,9 +393,15 @@ class PostgresStore:
         return self._sealer.open(self._run(work, write=True), service_key_aad(name))
 
     def spend_nonce(self, nonce: bytes, expires_at: float) -> bool:
+        """One insert under a unique key, visible to every replica at once.  Not waited
+        for on disk (``synchronous_commit=off`` for this transaction only, as the SQLite
+        store's ``synchronous=NORMAL``): a database crash can forget the spends of its
+        last fraction of a second, whose nonces are still within their minute — and a
+        replayed request cannot open a configuration sealed to another's ephemeral key."""
         now = time.time()
 
         def work(db: psycopg.Connection[Any]) -> bool:
+            db.execute("SET LOCAL synchronous_commit TO OFF")
             if now >= self._next_sweep:
                 db.execute("DELETE FROM spent_nonces WHERE expires_at < %s", (now,))
             return bool(db.execute(
