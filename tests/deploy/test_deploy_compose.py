@@ -39,6 +39,22 @@ def test_compose_file_is_valid(project: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_postgresql_profile_puts_the_cas_store_in_postgres(project: Path) -> None:
+    env = project / ".env"
+    env.write_text(env.read_text().replace("CAS_STORE=sqlite",
+                                           "CAS_STORE=postgresql://cas@postgres:5432/cas"))
+    done = compose(project, "--profile", "postgresql", "config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    command = services["cas"]["command"]
+    assert command[command.index("--store") + 1] == "postgresql://cas@postgres:5432/cas"
+    pg = services["postgres"]
+    assert pg["command"] == ["postgres", "-c", "fsync=on", "-c", "synchronous_commit=on"]
+    assert not pg.get("ports"), "the database must not be published"
+    default = json.loads(compose(project, "config", "--format", "json").stdout)["services"]
+    assert "postgres" not in default  # only with the profile
+
+
 def test_compose_model(project: Path) -> None:
     done = compose(project, "config", "--format", "json")
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,68 @@
+"""The chart's highly available CAS: ``cas.replicas`` on an external PostgreSQL (URL from a
+Secret, TLS to the database), one master key from a Secret, a PodDisruptionBudget — rendered,
+validated by ``kubernetes-validate --strict``, and refused where it cannot work."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from deploy_support import kubernetes_validate
+from test_deploy_helm import by_kind, ca_file, pod_spec, render, renderer  # noqa: F401
+
+HA = ["api.enabled=false", "redis.enabled=false", "cas.replicas=3",
+      "cas.postgresql.urlSecret=cas-db", "cas.postgresql.caConfigMap=cas-db-ca",
+      "cas.masterKeySecret=cas-master-key"]
+
+
+def _volume(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(v for v in spec["volumes"] if v["name"] == name)
+
+
+def test_replicas_on_postgresql_render_and_validate(renderer: Path, tmp_path: Path) -> None:  # noqa: F811
+    done = render(renderer, HA, None, release="platform")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "ha.yaml"
+    out.write_text(done.stdout)
+    checked = subprocess.run([*kubernetes_validate(), "--strict", str(out)],
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    objs = by_kind(done.stdout)
+    cas = objs[("StatefulSet", "platform-cas")]
+    assert cas["spec"]["replicas"] == 3 and cas["spec"]["podManagementPolicy"] == "Parallel"
+    spec = pod_spec(cas)
+    args = spec["containers"][0]["args"]
+    assert args[args.index("--store-file") + 1] == "/run/cloister/keys/url"
+    assert args[args.index("--master-key-file") + 1] == "/run/cloister/keys/master.key"
+    # the keys reach the CAS 0600 in memory, copied by an init container from the Secrets
+    assert _volume(spec, "keys")["emptyDir"]["medium"] == "Memory"
+    assert _volume(spec, "store-url")["secret"]["secretName"] == "cas-db"
+    assert _volume(spec, "master-key")["secret"]["secretName"] == "cas-master-key"
+    assert _volume(spec, "db-ca")["configMap"]["name"] == "cas-db-ca"
+    (init,) = spec["initContainers"]
+    assert "install -m 0600" in init["command"][-1]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    spread = spec["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    pdb = objs[("PodDisruptionBudget", "platform-cas")]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == cas["spec"]["selector"]["matchLabels"]
+
+
+def test_default_cas_is_one_sqlite_pod_without_pdb(renderer: Path) -> None:  # noqa: F811
+    done = render(renderer, ["api.enabled=false", "redis.enabled=false"], None)
+    objs = by_kind(done.stdout)
+    cas = objs[("StatefulSet", "api-v1-cas")]
+    assert cas["spec"]["replicas"] == 1
+    assert "--store-file" not in pod_spec(cas)["containers"][0]["args"]
+    assert not [k for k in objs if k[0] == "PodDisruptionBudget"]
+
+
+def test_impossible_ha_values_are_refused_with_the_reason(renderer: Path) -> None:  # noqa: F811
+    base = ["api.enabled=false", "redis.enabled=false"]
+    sqlite = render(renderer, [*base, "cas.replicas=2"], None)
+    assert sqlite.returncode != 0
+    assert "cas.replicas > 1 needs cas.postgresql.urlSecret" in sqlite.stderr
+    keyless = render(renderer, [*base, "cas.postgresql.urlSecret=db"], None)
+    assert keyless.returncode != 0 and "needs cas.masterKeySecret" in keyless.stderr
