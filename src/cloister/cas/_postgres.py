@@ -196,6 +196,13 @@ class PostgresStore:
         try:
             self._migrate()
             self._run(self._init_meta, write=True)
+        except errors.StoreUnavailable:
+            self._pool.close()
+            raise errors.StoreUnavailable(
+                f"cannot reach the CAS store {self.where} to open it",
+                details=["check that PostgreSQL runs there and that the URL, user, password "
+                         "and sslmode are right (cloister cas serve --store)"],
+            ) from None
         except BaseException:
             self._pool.close()
             raise

@@ -35,7 +35,8 @@ def test_unreachable_database_is_503_class_and_says_no_password() -> None:
     with pytest.raises(errors.StoreUnavailable) as info:
         PostgresStore(url, Sealer(bytes(32)), PostgresSettings(connect_timeout=2))
     text = " ".join(info.value.lines())
-    assert "unreachable" in text and f"127.0.0.1:{port}/cas" in text
+    assert "cannot reach the CAS store" in text and f"127.0.0.1:{port}/cas" in text
+    assert "sslmode" in text  # how to fix it
     assert "hunter2" not in text
 
 
