@@ -5,11 +5,39 @@ validated by ``kubernetes-validate --strict``, and refused where it cannot work.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+import test_deploy_helm as base
 from deploy_support import kubernetes_validate
-from test_deploy_helm import by_kind, ca_file, pod_spec, render, renderer  # noqa: F401
+from test_deploy_helm import by_kind, pod_spec
+
+#: render(sets, release) -> (ok, manifests or the error)
+Render = Callable[..., tuple[bool, str]]
+
+
+@pytest.fixture
+def render(request: pytest.FixtureRequest) -> Render:
+    """The chart rendered the way test_deploy_helm renders it (Helm's engine or the
+    text/template renderer, whichever this checkout uses)."""
+    if hasattr(base, "RenderFailed"):
+        def with_helm(sets: list[str], release: str = "api-v1") -> tuple[bool, str]:
+            try:
+                return True, base.render(sets, False, release=release)
+            except base.RenderFailed as err:
+                return False, str(err)
+        return with_helm
+    renderer = request.getfixturevalue("renderer")
+
+    def with_renderer(sets: list[str], release: str = "api-v1") -> tuple[bool, str]:
+        done = base.render(renderer, sets, None, release=release)
+        return done.returncode == 0, done.stdout if done.returncode == 0 else done.stderr
+    return with_renderer
+
+
+renderer = getattr(base, "renderer", None)  # the text/template renderer's fixture, if any
 
 HA = ["api.enabled=false", "redis.enabled=false", "cas.replicas=3",
       "cas.postgresql.urlSecret=cas-db", "cas.postgresql.caConfigMap=cas-db-ca",
@@ -20,15 +48,15 @@ def _volume(spec: dict[str, Any], name: str) -> dict[str, Any]:
     return next(v for v in spec["volumes"] if v["name"] == name)
 
 
-def test_replicas_on_postgresql_render_and_validate(renderer: Path, tmp_path: Path) -> None:  # noqa: F811
-    done = render(renderer, HA, None, release="platform")
-    assert done.returncode == 0, done.stderr
+def test_replicas_on_postgresql_render_and_validate(render: Render, tmp_path: Path) -> None:
+    ok, text = render(HA, release="platform")
+    assert ok, text
     out = tmp_path / "ha.yaml"
-    out.write_text(done.stdout)
+    out.write_text(text)
     checked = subprocess.run([*kubernetes_validate(), "--strict", str(out)],
                              capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    objs = by_kind(done.stdout)
+    objs = by_kind(text)
     cas = objs[("StatefulSet", "platform-cas")]
     assert cas["spec"]["replicas"] == 3 and cas["spec"]["podManagementPolicy"] == "Parallel"
     spec = pod_spec(cas)
@@ -50,19 +78,19 @@ def test_replicas_on_postgresql_render_and_validate(renderer: Path, tmp_path: Pa
     assert pdb["spec"]["selector"]["matchLabels"] == cas["spec"]["selector"]["matchLabels"]
 
 
-def test_default_cas_is_one_sqlite_pod_without_pdb(renderer: Path) -> None:  # noqa: F811
-    done = render(renderer, ["api.enabled=false", "redis.enabled=false"], None)
-    objs = by_kind(done.stdout)
+def test_default_cas_is_one_sqlite_pod_without_pdb(render: Render) -> None:
+    ok, text = render(["api.enabled=false", "redis.enabled=false"])
+    assert ok, text
+    objs = by_kind(text)
     cas = objs[("StatefulSet", "api-v1-cas")]
     assert cas["spec"]["replicas"] == 1
     assert "--store-file" not in pod_spec(cas)["containers"][0]["args"]
     assert not [k for k in objs if k[0] == "PodDisruptionBudget"]
 
 
-def test_impossible_ha_values_are_refused_with_the_reason(renderer: Path) -> None:  # noqa: F811
-    base = ["api.enabled=false", "redis.enabled=false"]
-    sqlite = render(renderer, [*base, "cas.replicas=2"], None)
-    assert sqlite.returncode != 0
-    assert "cas.replicas > 1 needs cas.postgresql.urlSecret" in sqlite.stderr
-    keyless = render(renderer, [*base, "cas.postgresql.urlSecret=db"], None)
-    assert keyless.returncode != 0 and "needs cas.masterKeySecret" in keyless.stderr
+def test_impossible_ha_values_are_refused_with_the_reason(render: Render) -> None:
+    platform = ["api.enabled=false", "redis.enabled=false"]
+    ok, error = render([*platform, "cas.replicas=2"])
+    assert not ok and "cas.replicas > 1 needs cas.postgresql.urlSecret" in error, error
+    ok, error = render([*platform, "cas.postgresql.urlSecret=db"])
+    assert not ok and "needs cas.masterKeySecret" in error, error
