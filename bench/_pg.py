@@ -13,6 +13,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -65,6 +66,7 @@ class PostgresCluster:
         self.user = "cloister"
         self.bin = pg_bin()
         assert self.bin is not None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def _as_owner(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         if os.geteuid() == 0:
@@ -89,15 +91,34 @@ class PostgresCluster:
             )
 
     def start(self) -> None:
-        done = self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
-                               str(self.log), "-w", "-t", "60", "start"], check=False)
-        if done.returncode != 0:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"postgres did not start: {done.stdout}{done.stderr}{log}")
+        """Run ``postgres`` as a child of this process (not daemonized by pg_ctl), told by
+        the kernel to stop when this process dies (``--pdeathsig``): a test run that is
+        killed leaves no cluster behind."""
+        argv = [str(self.bin / "postgres"), "-D", str(self.data)]
+        if os.geteuid() == 0:
+            argv = ["setpriv", "--pdeathsig", "INT", f"--reuid={_RUN_AS}", "--regid=nogroup",
+                    "--clear-groups", *argv]
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                          cwd=self.root)
+        deadline = time.monotonic() + 60
+        while self._as_owner([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                              str(self.port)], check=False).returncode != 0:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"postgres did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
 
     def stop(self, mode: str = "fast") -> None:
-        self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
-                        "stop"], check=False)
+        """``fast`` (clients disconnected, clean shutdown) or ``immediate``; waits for it."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT if mode == "fast" else signal.SIGQUIT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
 
     @property
     def admin_url(self) -> str:
@@ -140,7 +161,4 @@ def running_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop("immediate")
-        deadline = time.monotonic() + 10
-        while (cluster.data / "postmaster.pid").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
         shutil.rmtree(root, ignore_errors=True)
