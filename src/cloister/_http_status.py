@@ -17,6 +17,7 @@ HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.MethodNotAllowed, 405),
     (errors.RequestError, 400),
     (errors.TemplateError, 400),
+    (errors.UnservedFeature, 422),
     (errors.PolicyError, 400),
     (errors.EvidenceError, 400),
     (errors.AuthenticationError, 401),

@@ -49,6 +49,13 @@ class PolicyError(Error):
     code = "invalid_policy"
 
 
+class UnservedFeature(PolicyError):
+    """A valid SCONE session uses a feature cloister's CAS cannot serve (named in the
+    message)."""
+
+    code = "unsupported_feature"
+
+
 class TemplateError(PolicyError):
     """A ``$VAR`` in a session template has no value."""
 

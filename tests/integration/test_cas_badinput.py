@@ -56,7 +56,7 @@ def still_serves(cas: CAS) -> None:
 
 
 def test_oversize_body_is_413_json(cas: CAS, user: Identity) -> None:
-    reply = cas.curl("/session", identity=user, data=b"name: x\n" + b"#" * 70000)
+    reply = cas.curl("/session", identity=user, data=b"name: x\nversion: '0.3'\n" + b"#" * 70000)
     err = assert_json_error(reply.status, reply.body, 413)
     assert err["code"] == "payload_too_large"
     chunked = cas.curl(
@@ -69,13 +69,13 @@ def test_oversize_body_is_413_json(cas: CAS, user: Identity) -> None:
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        (b"name: [unclosed\n", ""),
-        (b"name: ok\nsecrets:\n  - name: a\n    knd: ascii\n", "knd"),
-        (b"name: ok\nacces_policy:\n  read: [ANY]\n", "acces_policy"),
+        (b"name: [unclosed\nversion: '0.3'\n", ""),
+        (b"name: ok\nversion: '0.3'\nsecrets:\n  - name: a\n    knd: ascii\n", "knd"),
+        (b"name: ok\nversion: '0.3'\nacces_policy:\n  read: [ANY]\n", "acces_policy"),
         (b'{"name": 5, "secrets": "x"}', ""),
         (b"\xff\xfe\x00garbage", ""),
         (b"- just\n- a list\n", ""),
-        (b"name: ok\npredecessor: nothex\n", "predecessor"),
+        (b"name: ok\nversion: '0.3'\npredecessor: nothex\n", "predecessor"),
         (b"   \n", ""),
     ],
 )
@@ -91,7 +91,7 @@ def test_unknown_route_method_and_bad_query(cas: CAS, user: Identity) -> None:
     assert_json_error(*_sb(cas.curl("/healthz", extra=("-X", "DELETE"))), 405)
     assert_json_error(*_sb(cas.curl("/v1/sessions/x?hash=zz", identity=user)), 400)
     assert_json_error(*_sb(cas.curl("/v1/sessions/nosuch", identity=user)), 404)
-    assert_json_error(*_sb(cas.curl("/session", data=b"name: anon\n")), 401)
+    assert_json_error(*_sb(cas.curl("/session", data=b"name: anon\nversion: '0.3'\n")), 401)
     still_serves(cas)
 
 

@@ -60,6 +60,7 @@ def test_seed_pair_import_rules_and_no_plaintext_at_rest(tmp_path: Path) -> None
 
         for n in range(3):
             text = f"""name: plain-{n}
+version: '0.3'
 secrets:
   - name: a
     kind: ascii

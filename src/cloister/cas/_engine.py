@@ -38,3 +38,6 @@ class SecretEngine(Protocol):
 
     def kind(self, material: bytes) -> str:
         """The secret kind (``ascii``, ``x509`` …) of ``material``."""
+
+    def fragment_text(self, material: bytes) -> str:
+        """The YAML text of a config-fragment; :class:`errors.SecretError` for other kinds."""

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from cloister.policy import Secret, Session
+from cloister.errors import SecretError
+from cloister.policy import Secret, SecretKind, Session
 from cloister.policy._model import volume_key_secret
 from cloister.secrets import SecretValue, generate
 from cloister.secrets._keys import PrivateKey, generate_key
 
 
 def _with_volume_keys(session: Session) -> tuple[Secret, ...]:
-    """The session's secrets plus one 32-byte key per volume (kept across updates, as
-    binary secrets are)."""
-    return (*session.secrets, *(volume_key_secret(v) for v in session.volumes))
+    """The session's secrets plus one key per volume whose key the CAS keeps: 32 generated
+    bytes (kept across updates, as binary secrets are) or the explicit fspf_key."""
+    keys = (volume_key_secret(v) for v in session.volumes)
+    return (*session.secrets, *(k for k in keys if k is not None))
 
 
 class SecretsEngine:
@@ -59,3 +61,9 @@ class SecretsEngine:
 
     def kind(self, material: bytes) -> str:
         return SecretValue.from_bytes(material).kind.value
+
+    def fragment_text(self, material: bytes) -> str:
+        value = SecretValue.from_bytes(material)
+        if value.kind is not SecretKind.CONFIG_FRAGMENT or value.text is None:
+            raise SecretError(f"a {value.kind.value} secret is not a config-fragment")
+        return value.text

@@ -83,7 +83,8 @@ def build_config(
             else render_text(service.fspf_tag, values, names),
         }
     volumes = [
-        {"name": mount.name, "path": mount.path, "key": _volume_key(mount.name, values)}
+        {"name": mount.name, "path": mount.path,
+         "key": _volume_key(mount.name, session, values)}
         for mount in (image.volumes if image else ())
     ]
     return {
@@ -99,7 +100,13 @@ def build_config(
     }
 
 
-def _volume_key(name: str, values: Mapping[str, SecretValue]) -> str:
+def _volume_key(name: str, session: Session, values: Mapping[str, SecretValue]) -> str:
+    volume = session.volume(name)
+    if volume is not None and volume.fspf_key is not None and volume.fspf_key.startswith("$$"):
+        key = _fspf_key(volume.fspf_key, session, values)
+        if key is None or len(key) != 64:
+            raise errors.SecretError(f"volume {name!r}: fspf_key must name a 32-byte binary secret")
+        return key
     value = values.get(VOLUME_KEY_PREFIX + name)
     if value is None or value.data is None:
         raise errors.SecretError(f"volume {name!r} has no key in the CAS: update the session")

@@ -37,7 +37,7 @@ from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller
 from cloister.cas._limits import Limits
 from cloister.cas.store import SessionRecord, Store
-from cloister.policy import Secret, Session, load_session
+from cloister.policy import Secret, SecretKind, Session, load_session
 
 
 def _creator_of(record: SessionRecord) -> Caller:
@@ -55,6 +55,32 @@ def _load(text: str) -> Session:
             f"the session is not valid YAML{where}",
             details=["remove control characters and check the YAML syntax"],
         ) from None
+
+
+def _not_yet_served(session: Session) -> list[str]:
+    """Features the loader reads but this CAS does not enforce yet: refused, never ignored."""
+    found = []
+    att = session.security.attestation
+    if att.one_time_password_shared_secret or any(
+        s.one_time_password_shared_secret for s in session.services
+    ):
+        found.append("one_time_password_shared_secret")
+    if session.security.service_access_token is not None:
+        found.append("security.service_access_token")
+    if session.security.singleton_enclaves:
+        found.append("security.singleton_enclaves")
+    if any(v.import_ or v.export for v in session.volumes):
+        found.append("volume export and import")
+    return [f"{what} is part of SCONE's language; cloister's CAS cannot serve it yet"
+            for what in found]
+
+
+def _origin(session: Session, name: str) -> str:
+    secret = session.secret(name)
+    source = secret.import_ if secret is not None else None
+    if source is None:
+        return f"config-fragment {name!r}"
+    return f"config-fragment {source.secret!r} of session {source.session!r}"
 
 
 @dataclass(frozen=True)
@@ -81,6 +107,8 @@ class SessionService:
         self.limits = limits or Limits()
         #: key hashes allowed to create top-level sessions (None: every identity)
         self.creators = creators
+        #: sessions whose imported fragments are being resolved (to refuse import cycles)
+        self._completing: set[str] = set()
 
     # --- parsing (cached: stored texts are immutable per hash) ---------------
 
@@ -96,8 +124,38 @@ class SessionService:
             )
         return session
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019 — as above
+    def _with_fragments(
+        self, text: str, fragments: tuple[tuple[str, tuple[str, str]], ...]
+    ) -> Session:
+        return load_session(text, fragments=dict(fragments))
+
     def parsed(self, record: SessionRecord) -> Session:
-        return self._parsed(record.name, record.hash, record.text)
+        """The stored version, with its imported config-fragments as they are now."""
+        session = self._parsed(record.name, record.hash, record.text)
+        return self._completed(session, record.text, _creator_of(record))
+
+    def _completed(self, session: Session, text: str, importer: Caller) -> Session:
+        """``session`` loaded again with its imported config-fragments (SCONE 0.3.10):
+        resolved like any import, then validated where they stand."""
+        wanted = {s.name for s in session.secrets
+                  if s.kind is SecretKind.CONFIG_FRAGMENT and s.import_ is not None}
+        if not wanted:
+            return session
+        if session.name in self._completing:
+            raise errors.SecretError(
+                f"config-fragment imports of session {session.name!r} form a cycle"
+            )
+        self._completing.add(session.name)
+        try:
+            materials = self._resolve_imports(session, importer, only=wanted)
+        finally:
+            self._completing.discard(session.name)
+        fragments = tuple(sorted(
+            (name, (self.engine.fragment_text(material), _origin(session, name)))
+            for name, material in materials.items()
+        ))
+        return self._with_fragments(text, fragments)
 
     def _current(self, name: str) -> SessionRecord:
         record = self.store.current(name)
@@ -111,6 +169,10 @@ class SessionService:
         """Create (no ``predecessor``) or update a session from its YAML ``text``."""
         try:
             session = _load(text)
+            refused = [*session.unserved, *_not_yet_served(session)]
+            if refused:
+                first, *rest = refused
+                raise errors.UnservedFeature(first, details=rest)
         except errors.PolicyError as exc:
             self._deny(caller, "write", None, "invalid", exc.message)
             raise
@@ -118,6 +180,10 @@ class SessionService:
         try:
             self._within_limits(session)
             self.audit.require_writable()  # a write the audit log cannot show waits (507)
+            owner = caller
+            if session.predecessor is not None:
+                owner = _creator_of(self._current(session.name))
+            session = self._completed(session, text, owner)
             if session.predecessor is None:
                 record = self._create(session, text, caller)
             else:
@@ -225,7 +291,9 @@ class SessionService:
 
     # --- imports --------------------------------------------------------------
 
-    def _resolve_imports(self, session: Session, importer: Caller) -> dict[str, bytes]:
+    def _resolve_imports(
+        self, session: Session, importer: Caller, *, only: set[str] | None = None
+    ) -> dict[str, bytes]:
         """Imported material keyed by the importing secret's name; every problem at once.
 
         ``importer`` is the importing session's creator.  An export admits an
@@ -240,7 +308,7 @@ class SessionService:
         problems: list[str] = []
         for secret in session.secrets:
             src = secret.import_
-            if src is None:
+            if src is None or (only is not None and secret.name not in only):
                 continue
             where = f"secret {secret.name!r} of session {session.name!r} imports " \
                     f"{src.secret!r} from session {src.session!r}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from cloister import errors, policy
@@ -58,6 +59,8 @@ def load_file(args: argparse.Namespace) -> policy.Session:
 def _check(args: argparse.Namespace) -> int:
     session = load_file(args)
     print("\n".join(policy.summarize(session)))
+    for line in (*session.unserved, *session.notes):
+        print(f"warning: {args.file}: {line}", file=sys.stderr)
     print(f"{args.file}: valid")
     return 0
 

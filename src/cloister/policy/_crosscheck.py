@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from cloister.policy._model import SecretKind, Session
 from cloister.policy._reader import Reader
-from cloister.policy._refs import ReferenceSyntaxError, find_references
+from cloister.policy._refs import Form, ReferenceSyntaxError, find_references
 from cloister.policy._yaml import Mark, Node
 
 #: where a reference renders into argv or environment: binary forms are refused there
@@ -85,6 +85,8 @@ def _check_key_links(reader: Reader, session: Session, nodes: dict[str, Node]) -
             if target is None:
                 continue
             mark = _field_mark(item, key, Mark(1, 1))
+            if target in nodes and target not in kinds:
+                continue  # declared but invalid: its own error says why
             if target not in kinds:
                 reader.error(
                     mark,
@@ -178,8 +180,8 @@ def _check_references(reader: Reader, session: Session, root: Node) -> None:
     secrets = {s.name: s for s in reversed(session.secrets)}
     declared = set(_named_items(root, "secrets"))
     for node, path in _strings(root, ()):
-        if path[:1] == ("secrets",):
-            continue  # secret values are literal text
+        if path[:1] in (("secrets",), ("secret_config",)):
+            continue  # secret values are literal text; secret_config is a backend choice
         try:
             references = list(find_references(node.value, declared))
         except ReferenceSyntaxError as err:
@@ -193,6 +195,11 @@ def _check_references(reader: Reader, session: Session, root: Node) -> None:
             if secret is None or secret.kind is None:
                 # invalid (reported already), or imported without a kind (checked on import)
                 continue
+            if secret.kind is SecretKind.CONFIG_FRAGMENT:
+                reader.error(node.mark, f"{ref.text}: config-fragment {ref.secret!r} can only "
+                             "stand alone for a section, a value or a list item (SCONE), not "
+                             "inside text or with a suffix")
+                continue
             form = ref.form_for(secret.kind.value)
             if form is None:
                 allowed = ", ".join(ref.allowed_suffixes(secret.kind.value))
@@ -202,6 +209,11 @@ def _check_references(reader: Reader, session: Session, root: Node) -> None:
                     f"{secret.kind.value} secret {ref.secret!r} "
                     f"(allowed: {allowed})",
                 )
+            elif path[-1:] == ("one_time_password_shared_secret",) and (
+                secret.kind is SecretKind.BINARY and form not in (Form.BASE32, Form.BASE32NOPAD)
+            ):
+                reader.error(node.mark, f"{ref.text}: a binary OTP shared secret is given as "
+                             f"base32: write $$SCONE::{ref.secret}:base32nopad$$ (SCONE)")
             elif (
                 form.is_binary
                 and len(path) > 1

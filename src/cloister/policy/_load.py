@@ -1,10 +1,14 @@
 """Load a session from YAML text into a validated :class:`~cloister.policy._model.Session`.
 
-Steps: template variables (optional) → strict YAML (positions kept) → typed
-sections, every bad key or value recorded with its line and column → checks
-across sections (references, issuers, images) → digest.  Every problem found
-is reported in one :class:`~cloister.errors.PolicyError`: the first in its
-message, the rest in ``details``.
+Steps: template variables (optional) → strict YAML (positions kept) →
+config-fragments expanded (:mod:`cloister.policy._fragments`) → typed sections,
+every bad key or value recorded with its line and column → checks across
+sections (references, issuers, images) → digest (of the text as written).
+Every problem found is reported in one :class:`~cloister.errors.PolicyError`:
+the cause first (a wrong ``version`` before what it leads to), then by
+position, the first in its message, the rest in ``details``.  SCONE features
+cloister's CAS cannot serve are not errors here: they are listed in
+``Session.unserved`` (the CAS refuses them), and hints in ``Session.notes``.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import hashlib
 import json
 import shlex
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from cloister.errors import PolicyError
-from cloister.policy import _sections
+from cloister.policy import _fragments, _sections
 from cloister.policy._crosscheck import check_session
 from cloister.policy._model import (
     AccessPolicy,
@@ -27,8 +32,9 @@ from cloister.policy._model import (
     check_session_name,
 )
 from cloister.policy._reader import Reader, get, is_null
+from cloister.policy._scone import CREATOR_SIGNER, OLD_SYNTAX, VERSION_RE
 from cloister.policy._template import substitute_variables
-from cloister.policy._yaml import Node, parse, plain
+from cloister.policy._yaml import Mark, Node, parse, plain
 
 TOP_LEVEL_KEYS = (
     "name",
@@ -41,27 +47,41 @@ TOP_LEVEL_KEYS = (
     "secrets",
     "security",
     "volumes",
+    "secret_config",
 )
 
 #: largest session text accepted (bytes); real sessions are a few KiB
 MAX_SESSION_BYTES = 1 << 20
 
 
-def load_session(text: str | bytes, *, variables: Mapping[str, str] | None = None) -> Session:
-    """Parse and validate a session; raise :class:`PolicyError` listing every problem."""
+def load_session(
+    text: str | bytes,
+    *,
+    variables: Mapping[str, str] | None = None,
+    fragments: Mapping[str, tuple[str, str]] | None = None,
+) -> Session:
+    """Parse and validate a session; raise :class:`PolicyError` listing every problem.
+
+    ``fragments`` maps imported config-fragment secrets to ``(text, origin)`` (the CAS
+    resolves them); without it their places are noted and checked by the CAS."""
     text = _decode(text)
     if variables is not None:
         text = substitute_variables(text, variables)
     root = parse(text)
-    reader = Reader()
-    session = _read_session(reader, root)
+    reader = Reader(text)
+    expanded = _fragments.apply(reader, root, fragments)
+    session = _read_session(reader, expanded, session_digest(plain(root)))
     if session is not None:
-        check_session(reader, session, root)
+        check_session(reader, session, expanded)
     messages = reader.messages()
     if messages or session is None:
         first, *rest = messages or ["invalid session"]
         raise PolicyError(first, details=rest)
-    return session
+    return replace(
+        session,
+        unserved=tuple(reader.unserved_messages()),
+        notes=tuple(reader.note_messages()),
+    )
 
 
 def session_digest(data: Any) -> str:
@@ -87,7 +107,7 @@ def _decode(text: str | bytes) -> str:
     return text
 
 
-def _read_session(reader: Reader, root: Node) -> Session | None:
+def _read_session(reader: Reader, root: Node, digest: str) -> Session | None:
     fields = reader.mapping(root, TOP_LEVEL_KEYS, "the session")
     if fields is None:
         return None
@@ -103,13 +123,15 @@ def _read_session(reader: Reader, root: Node) -> Session | None:
             except Invalid as err:
                 reader.error(name_node.mark, err.message)
                 name = None
-    version = _optional_string(reader, get(fields, "version"), "version", coerce=True)
+    reader.session_name = name
+    version = _version(reader, get(fields, "version"), root.mark)
     predecessor = _optional_string(reader, get(fields, "predecessor"), "predecessor")
     if predecessor is not None and not _is_hex64(predecessor):
         node = get(fields, "predecessor")
         assert node is not None
         reader.error(node.mark, f"predecessor {predecessor!r} is not a session hash (64 hex)")
-    creator = _optional_string(reader, get(fields, "creator"), "creator")
+    creator = _creator(reader, get(fields, "creator"))
+    _sections.secret_config(reader, get(fields, "secret_config"))
     access = _sections.access_policy(reader, get(fields, "access_policy"))
     services = _sections.services(reader, get(fields, "services"))
     images = _sections.images(reader, get(fields, "images"))
@@ -128,9 +150,37 @@ def _read_session(reader: Reader, root: Node) -> Session | None:
         images=images,
         secrets=secrets,
         security=security or Security(),
-        digest=session_digest(plain(root)),
+        digest=digest,
         volumes=volumes,
     )
+
+
+def _version(reader: Reader, node: Node | None, root: Mark) -> str | None:
+    """SCONE 0.3 or 0.3.x; no version means 0.1 to SCONE, whose syntax differs."""
+    fix = 'write version: "0.3" (or "0.3.N")'
+    if node is None or is_null(node):
+        reader.error(root, f"the session has no version, which SCONE reads as 0.1: {OLD_SYNTAX}; "
+                     f"{fix}", cause=True)
+        return None
+    version = reader.string(node, "version", coerce=True)
+    if version is None or VERSION_RE.fullmatch(version):
+        return version
+    if version in ("0.1", "0.2"):
+        reader.error(node.mark, f"version {version} is SCONE's old session language: "
+                     f"{OLD_SYNTAX}; {fix} after updating the session", cause=True)
+    else:
+        reader.error(node.mark, f"version {version!r} is not a SCONE session language version "
+                     f"cloister reads: {fix}", cause=True)
+    return None
+
+
+def _creator(reader: Reader, node: Node | None) -> str | None:
+    """``creator:`` as SCONE's read-back writes it (a certificate PEM; ignored by the CAS),
+    or ``{signer: …}`` of a signed session, which cloister's CAS cannot serve."""
+    if node is not None and node.kind == "map" and "signer" in node.value:
+        reader.unserve(node.value["signer"].key_mark, "creator signer", CREATOR_SIGNER)
+        return None
+    return _optional_string(reader, node, "creator")
 
 
 def _optional_string(

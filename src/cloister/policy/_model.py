@@ -8,11 +8,8 @@ Instances are frozen: a loaded session never changes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from enum import StrEnum
 from types import MappingProxyType
 
 from cloister.policy._model_access import (  # re-exported: part of the model
@@ -31,26 +28,46 @@ from cloister.policy._model_base import (  # re-exported: part of the model
     REFERENCE_ONLY_RE,
     Invalid,
     check_absolute_path,
+    check_image_name,
     check_name,
+    check_otp_secret,
     check_session_name,
     hex_or_reference,
+    resolve_session_path,
+)
+from cloister.policy._model_secret import (  # re-exported: part of the model
+    DEFAULT_SIZE,
+    KEY_TYPES,
+    MAX_SIZE,
+    ExportTarget,
+    ImportSource,
+    Secret,
+    SecretKind,
+    SubjectAltNames,
+    parse_duration,
 )
 
 __all__ = [
     "ATTESTATION_MODES",
+    "DEFAULT_SIZE",
     "ENV_NAME_RE",
+    "FSPF_UPDATE_POLICIES",
     "HEX32_RE",
     "HEX64_RE",
     "KEY_TYPES",
+    "MAX_SIZE",
     "NAME_RE",
     "REFERENCE_ONLY_RE",
     "SPECIAL_ENTRIES",
     "TOLERATIONS",
+    "VOLUME_KEY_PREFIX",
+    "VOLUME_UPDATE_POLICIES",
     "AccessPolicy",
     "AttestationSecurity",
     "AttestationVariant",
     "ExportTarget",
     "Image",
+    "ImageVolume",
     "ImportSource",
     "InjectionFile",
     "Invalid",
@@ -61,196 +78,17 @@ __all__ = [
     "Session",
     "Signer",
     "SubjectAltNames",
+    "Volume",
+    "VolumeExport",
+    "VolumeImport",
     "check_absolute_path",
+    "check_image_name",
     "check_name",
     "check_session_name",
     "parse_duration",
+    "resolve_session_path",
+    "volume_key_secret",
 ]
-
-
-# --- secrets ----------------------------------------------------------------
-
-
-class SecretKind(StrEnum):
-    ASCII = "ascii"
-    BINARY = "binary"
-    PRIVATE_KEY = "private-key"
-    X509 = "x509"
-    X509_CA = "x509-ca"
-
-
-KEY_TYPES = ("P-256", "P-384", "Ed25519", "RSA-2048", "RSA-3072")
-DEFAULT_SIZE = 20
-MAX_SIZE = 4096
-
-_DURATION_RE = re.compile(r"(\d+)\s*(second|minute|hour|day|week|year)s?")
-_UNIT_SECONDS = {
-    "second": 1,
-    "minute": 60,
-    "hour": 3600,
-    "day": 86400,
-    "week": 604800,
-    "year": 31536000,
-}
-
-
-def parse_duration(value: str, field_name: str = "valid_for") -> timedelta:
-    """Parse ``90 days`` / ``12 hours`` / ``1 year`` (SCONE's ``valid_for``)."""
-    match = _DURATION_RE.fullmatch(value.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise Invalid(
-            field_name,
-            f"invalid duration {value!r}: write a positive count and a unit, e.g. '90 days'",
-        )
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-@dataclass(frozen=True)
-class ExportTarget:
-    """Where a secret may be imported from: one session, or every session of a namespace."""
-
-    session: str | None = None
-    namespace: str | None = None
-    session_hash: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.session is None) == (self.namespace is None):
-            raise Invalid("export", "an export names exactly one of 'session' or 'namespace'")
-        if self.session is not None:
-            check_session_name(self.session, "session")
-        if self.namespace is not None:
-            check_session_name(self.namespace, "namespace")
-        if self.session_hash is not None and not HEX64_RE.fullmatch(self.session_hash):
-            raise Invalid("session_hash", f"invalid session_hash {self.session_hash!r}")
-
-    def admits(self, session_name: str) -> bool:
-        """True when a session called ``session_name`` may import the secret."""
-        if self.session is not None:
-            return session_name == self.session
-        assert self.namespace is not None
-        return session_name.startswith(self.namespace.rstrip("/") + "/")
-
-
-@dataclass(frozen=True)
-class ImportSource:
-    session: str
-    secret: str
-
-    def __post_init__(self) -> None:
-        check_session_name(self.session, "session")
-        check_name(self.secret, "secret", "secret")
-
-
-@dataclass(frozen=True)
-class SubjectAltNames:
-    dns: tuple[str, ...] = ()
-    ips: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Secret:
-    """One entry of ``secrets:``.  ``kind`` is None only for an import that omits it."""
-
-    name: str
-    kind: SecretKind | None
-    size: int | None = None
-    key_type: str | None = None
-    private_key: str | None = None
-    issuer: str | None = None
-    common_name: str | None = None
-    endpoint: str | None = None
-    dns: tuple[str, ...] = ()
-    san: SubjectAltNames = field(default_factory=SubjectAltNames)
-    valid_for: timedelta | None = None
-    value: str | None = field(default=None, repr=False)  # may be secret material
-    export: tuple[ExportTarget, ...] = ()
-    import_: ImportSource | None = None
-    export_public: bool = False
-    migrate: bool = False
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "secret")
-        if self.kind is None and self.import_ is None:
-            raise Invalid("kind", f"secret {self.name!r} needs a kind: one of {_kinds()}")
-        if self.kind is SecretKind.BINARY and self.value is not None:
-            text = self.value.strip()
-            if len(text) % 2 or any(c not in "0123456789abcdefABCDEF" for c in text):
-                raise Invalid("value", f"secret {self.name!r}: a binary value is written as "
-                                       "hex digits (an even number of them)")
-        if self.import_ is not None and self.value is not None:
-            raise Invalid("value", f"secret {self.name!r} is imported and cannot also set a value")
-        self._check_kind_fields()
-
-    @property
-    def is_certificate(self) -> bool:
-        return self.kind in (SecretKind.X509, SecretKind.X509_CA)
-
-    @property
-    def dns_names(self) -> tuple[str, ...]:
-        """DNS names from both ``dns`` and ``san: [dns:…]``, in order, without repeats."""
-        return tuple(dict.fromkeys((*self.dns, *self.san.dns)))
-
-    def _check_kind_fields(self) -> None:
-        kind = self.kind
-        sized = kind in (SecretKind.ASCII, SecretKind.BINARY)
-        if self.size is not None:
-            if not sized:
-                raise Invalid("size", f"secret {self.name!r}: 'size' applies to ascii and binary")
-            if not 1 <= self.size <= MAX_SIZE:
-                raise Invalid(
-                    "size", f"secret {self.name!r}: size {self.size} not in 1..{MAX_SIZE}"
-                )
-        if self.key_type is not None:
-            if kind is not SecretKind.PRIVATE_KEY:
-                raise Invalid("key_type", f"secret {self.name!r}: 'key_type' is for private-key")
-            if self.key_type not in KEY_TYPES:
-                raise Invalid(
-                    "key_type",
-                    f"secret {self.name!r}: unknown key_type {self.key_type!r}; "
-                    f"use one of {', '.join(KEY_TYPES)}",
-                )
-        cert_only = {
-            "private_key": self.private_key,
-            "issuer": self.issuer,
-            "common_name": self.common_name,
-            "endpoint": self.endpoint,
-            "valid_for": self.valid_for,
-            "dns": self.dns or None,
-            "san": (self.san.dns or self.san.ips) or None,
-        }
-        for key, val in cert_only.items():
-            if val is not None and kind is not None and not self.is_certificate:
-                raise Invalid(key, f"secret {self.name!r}: {key!r} applies to x509 and x509-ca")
-        if self.endpoint is not None:
-            if self.endpoint not in ("server", "client"):
-                raise Invalid(
-                    "endpoint",
-                    f"secret {self.name!r}: endpoint {self.endpoint!r} is not server|client",
-                )
-            if kind is SecretKind.X509_CA:
-                raise Invalid("endpoint", f"secret {self.name!r}: endpoint is for end-entity x509")
-            if self.endpoint == "client" and self.dns_names:
-                raise Invalid(
-                    "dns", f"secret {self.name!r}: a client certificate takes no dns names"
-                )
-        if (
-            self.is_certificate
-            and self.private_key is None
-            and self.import_ is None
-            and self.value is None
-        ):
-            raise Invalid("private_key", f"secret {self.name!r} ({self.kind}) needs 'private_key'")
-        if self.issuer == self.name:
-            raise Invalid(
-                "issuer",
-                f"secret {self.name!r} names itself as issuer: omit 'issuer' for a self-signed CA",
-            )
-        if self.migrate and kind is not None and kind is not SecretKind.PRIVATE_KEY:
-            raise Invalid("migrate", f"secret {self.name!r}: 'migrate' applies to private-key")
-
-
-def _kinds() -> str:
-    return ", ".join(k.value for k in SecretKind)
 
 
 # --- services and images ------------------------------------------------------
@@ -290,9 +128,23 @@ class Service:
     fspf_tag: str | None = None
     attestation: tuple[AttestationVariant, ...] = ()
     platforms: tuple[str, ...] = ()
+    #: a TOTP second factor for this service (overrides the one of security.attestation)
+    one_time_password_shared_secret: str | None = field(default=None, repr=False)
+    fspf_update_policy: str | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "service")
+        if self.one_time_password_shared_secret is not None:
+            check_otp_secret(self.one_time_password_shared_secret)
+        if (
+            self.fspf_update_policy is not None
+            and self.fspf_update_policy not in FSPF_UPDATE_POLICIES
+        ):
+            raise Invalid(
+                "fspf_update_policy",
+                f"service {self.name!r}: unknown fspf_update_policy {self.fspf_update_policy!r}; "
+                f"use one of {', '.join(FSPF_UPDATE_POLICIES)}",
+            )
         for arg in self.command:
             if "\0" in arg:
                 raise Invalid("command", f"service {self.name!r}: command contains a NUL byte")
@@ -331,25 +183,77 @@ class InjectionFile:
 
 
 VOLUME_UPDATE_POLICIES = ("rollback_protected", "ephemeral", "no_rollback_protection")
+FSPF_UPDATE_POLICIES = ("rollback_protected_reinitializable", "no_rollback_protection")
+
+
+@dataclass(frozen=True)
+class VolumeExport:
+    """One ``export:`` entry of a volume: the importing session, and optionally the policy
+    it may use and the name (``volume_alias``) it imports the volume by."""
+
+    target: ExportTarget
+    update_policy: str | None = None
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.target.namespace is not None:
+            raise Invalid("export", "a volume is exported to sessions, not to a namespace "
+                                    "(SCONE: namespace exports are for secrets only)")
+        if self.update_policy is not None and self.update_policy not in VOLUME_UPDATE_POLICIES:
+            raise Invalid("update_policy", f"unknown update_policy {self.update_policy!r}; use "
+                                           f"one of {', '.join(VOLUME_UPDATE_POLICIES)}")
+        if self.alias is not None:
+            check_name(self.alias, "volume_alias", "volume_alias")
+
+
+@dataclass(frozen=True)
+class VolumeImport:
+    session: str
+    volume: str
+
+    def __post_init__(self) -> None:
+        check_session_name(self.session, "session")
+        check_name(self.volume, "volume", "volume")
 
 
 @dataclass(frozen=True)
 class Volume:
-    """A top-level ``volumes:`` entry: an encrypted directory whose key the CAS generates."""
+    """A top-level ``volumes:`` entry: an encrypted directory.  Its key is generated by the
+    CAS, or given (``fspf_key``: hex or a binary secret's reference), or the exporter's
+    (``import``)."""
 
     name: str
+    fspf_key: str | None = field(default=None, repr=False)
+    fspf_tag: str | None = None
+    export: tuple[VolumeExport, ...] = ()
+    import_: VolumeImport | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "volume")
+        if self.import_ is not None and (self.fspf_key or self.fspf_tag or self.export):
+            raise Invalid("import", f"volume {self.name!r} is imported: omit fspf_key, fspf_tag "
+                                    "and export (SCONE: the exporter's key and state are used)")
+        if self.fspf_key is not None:
+            hex_or_reference(self.fspf_key, HEX64_RE, "fspf_key", "fspf_key")
+        if self.fspf_tag is not None:
+            hex_or_reference(self.fspf_tag, HEX32_RE, "fspf_tag", "fspf_tag")
 
 
-#: the CAS keeps each volume's key as a generated binary secret of this name
+#: the CAS keeps each volume's key as a binary secret of this name
 VOLUME_KEY_PREFIX = "~volume."
 
 
-def volume_key_secret(volume: Volume) -> Secret:
-    """The (never exported) 32-byte secret that is ``volume``'s key."""
-    return Secret(name=VOLUME_KEY_PREFIX + volume.name, kind=SecretKind.BINARY, size=32)
+def volume_key_secret(volume: Volume) -> Secret | None:
+    """The secret that is ``volume``'s key: 32 generated bytes, or the explicit hex
+    ``fspf_key``.  None when the key is another secret (a reference) or imported."""
+    if volume.import_ is not None:
+        return None
+    if volume.fspf_key is None:
+        return Secret(name=VOLUME_KEY_PREFIX + volume.name, kind=SecretKind.BINARY, size=32)
+    if volume.fspf_key.startswith("$$"):
+        return None
+    return Secret(name=VOLUME_KEY_PREFIX + volume.name, kind=SecretKind.BINARY,
+                  value=volume.fspf_key)
 
 
 @dataclass(frozen=True)
@@ -378,7 +282,7 @@ class Image:
     volumes: tuple[ImageVolume, ...] = ()
 
     def __post_init__(self) -> None:
-        check_name(self.name, "image")
+        check_image_name(self.name)
         seen: set[str] = set()
         for injected in self.injection_files:
             if injected.path in seen:
@@ -401,6 +305,10 @@ class Session:
     security: Security
     digest: str
     volumes: tuple[Volume, ...] = ()
+    #: SCONE features the session uses that cloister's CAS cannot serve (one message each)
+    unserved: tuple[str, ...] = ()
+    #: what ``session check`` should tell about the session besides errors
+    notes: tuple[str, ...] = ()
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)
@@ -410,3 +318,6 @@ class Session:
 
     def secret(self, name: str) -> Secret | None:
         return next((s for s in self.secrets if s.name == name), None)
+
+    def volume(self, name: str) -> Volume | None:
+        return next((v for v in self.volumes if v.name == name), None)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from cloister.policy._model import Invalid
+from cloister.policy._scone import UNSERVED_KEYS, unserved_message
 from cloister.policy._yaml import Entry, Mark, Node
 
 T = TypeVar("T")
@@ -28,26 +29,64 @@ def describe(node: Node) -> str:
     return _KIND_NAMES[node.kind]
 
 
-class Reader:
-    def __init__(self) -> None:
-        self.errors: list[tuple[Mark, str]] = []
+#: how close an unknown key must be to a known one for "did you mean" (difflib ratio)
+SUGGEST_CUTOFF = 0.8
 
-    def error(self, mark: Mark, message: str) -> None:
-        self.errors.append((mark, message))
+
+class Reader:
+    """Collects errors, the SCONE features cloister cannot serve, and notes, with positions.
+
+    ``session_name`` is the session's own name once read (relative session paths resolve
+    against it); ``text`` is the session text the nodes came from.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self.errors: list[tuple[int, Mark, str]] = []
+        self.unserved: list[tuple[Mark, str]] = []
+        self.notes: list[tuple[Mark, str]] = []
+        self.session_name: str | None = None
+        self.text = text
+
+    def error(self, mark: Mark, message: str, *, cause: bool = False) -> None:
+        """Record an error; ``cause`` ones (e.g. a wrong version) are listed before the rest."""
+        self.errors.append((0 if cause else 1, mark, message))
+
+    def unserve(self, mark: Mark, feature: str, reason: str) -> None:
+        self.unserved.append((mark, unserved_message(feature, reason)))
+
+    def note(self, mark: Mark, message: str) -> None:
+        self.notes.append((mark, message))
 
     def messages(self) -> list[str]:
-        ordered = sorted(self.errors, key=lambda item: (item[0].line, item[0].column))
-        return [f"{mark}: {message}" for mark, message in ordered]
+        ordered = sorted(self.errors, key=lambda item: (item[0], item[1].line, item[1].column))
+        return [f"{mark}: {message}" for _, mark, message in ordered]
+
+    def unserved_messages(self) -> list[str]:
+        return _positioned(self.unserved)
+
+    def note_messages(self) -> list[str]:
+        return _positioned(self.notes)
 
     # --- structure -----------------------------------------------------------
 
-    def mapping(self, node: Node, known: tuple[str, ...], where: str) -> dict[str, Entry] | None:
-        """The entries of a mapping whose keys are all in ``known``; unknown keys are errors."""
+    def mapping(
+        self, node: Node, known: tuple[str, ...], where: str, place: str | None = None
+    ) -> dict[str, Entry] | None:
+        """The entries of a mapping whose keys are all in ``known``.
+
+        A key of SCONE's language that cloister cannot serve at ``place`` (default
+        ``where``; see :mod:`cloister.policy._scone`) is recorded as unserved; any other
+        unknown key is an error."""
         if node.kind != "map":
             self.error(node.mark, f"{where} must be a mapping, got {describe(node)}")
             return None
+        unserved = UNSERVED_KEYS.get(place or where, {})
         for key, entry in node.value.items():
-            if key not in known:
+            if key in known:
+                continue
+            if key in unserved:
+                self.unserve(entry.key_mark, f"{key!r} in {where}", unserved[key])
+            else:
                 self.error(entry.key_mark, f"unknown key {key!r} in {where}{_suggest(key, known)}")
         return {k: e for k, e in node.value.items() if k in known}
 
@@ -124,10 +163,15 @@ class Reader:
 
 
 def _suggest(key: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=SUGGEST_CUTOFF)
     if close:
         return f"; did you mean {close[0]!r}?"
-    return f"; known keys: {', '.join(known)}"
+    return f": not a key of SCONE's session language 0.3 here (known keys: {', '.join(known)})"
+
+
+def _positioned(items: list[tuple[Mark, str]]) -> list[str]:
+    ordered = sorted(items, key=lambda item: (item[0].line, item[0].column))
+    return [f"{mark}: {message}" for mark, message in ordered]
 
 
 def get(fields: dict[str, Entry], key: str) -> Node | None:

@@ -1,27 +1,23 @@
-"""Readers for ``secrets:``, ``security:`` and ``volumes:``."""
+"""Reader for ``secrets:`` (and the session references of imports and exports)."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
 from functools import partial
-from types import MappingProxyType
-from typing import Any
 
-from cloister.policy._extensions import attestation_keys, extension_value
+from cloister.errors import PolicyError
 from cloister.policy._model import (
-    AttestationSecurity,
     ExportTarget,
     ImportSource,
     Invalid,
     Secret,
     SecretKind,
-    Security,
     SubjectAltNames,
-    Volume,
     parse_duration,
+    resolve_session_path,
 )
 from cloister.policy._reader import Reader, get, is_null
+from cloister.policy._scone import REMOTE_CAS, UNSERVED_KINDS
 from cloister.policy._yaml import Entry, Node
 
 SECRET_KEYS = (
@@ -42,20 +38,28 @@ SECRET_KEYS = (
     "export_public",
     "migrate",
 )
-SECURITY_KEYS = ("attestation",)
-#: SCONE's keys; evidence-type plug-ins add cloister's extensions (see ._extensions)
-ATTESTATION_SECURITY_KEYS = ("mode", "tolerate", "ignore_advisories")
 EXPORT_KEYS = ("session", "namespace", "session_hash")
 IMPORT_KEYS = ("session", "secret")
-VOLUME_KEYS = ("name", "fspf_key", "fspf_tag", "export", "import")
 
 
 def secrets(r: Reader, node: Node | None) -> tuple[Secret, ...]:
     return r.each(node, "secrets", lambda item: _secret(r, item))
 
 
+def _unserved_kind(r: Reader, node: Node) -> bool:
+    """A secret of a kind cloister cannot serve: one warning for the whole secret."""
+    entry = node.value.get("kind") if node.kind == "map" else None
+    kind = entry.node.value if entry is not None else None
+    if entry is None or not isinstance(kind, str) or kind not in UNSERVED_KINDS:
+        return False
+    r.unserve(entry.node.mark, f"{kind} secrets", UNSERVED_KINDS[kind])
+    return True
+
+
 def _secret(r: Reader, node: Node) -> Secret | None:
-    fields = r.mapping(node, SECRET_KEYS, "a secret")
+    if _unserved_kind(r, node):
+        return None
+    fields = r.mapping(node, SECRET_KEYS, "a secret")  # unknown SCONE keys: see _scone
     if fields is None:
         return None
     name_node = get(fields, "name")
@@ -63,11 +67,17 @@ def _secret(r: Reader, node: Node) -> Secret | None:
     if name_node is None:
         r.error(node.mark, "a secret needs a 'name'")
     where = f"secret {name!r}"
-    kind = _kind(r, get(fields, "kind"), where)
+    kind_node = get(fields, "kind")
+    kind = _kind(r, kind_node, where)
     text = {
         k: _text(r, fields, k, where)
-        for k in ("key_type", "private_key", "issuer", "common_name", "endpoint", "value")
+        for k in ("key_type", "private_key", "issuer", "common_name", "endpoint")
     }
+    text["value"] = (
+        _fragment_text(r, get(fields, "value"))
+        if kind is SecretKind.CONFIG_FRAGMENT
+        else _text(r, fields, "value", where)
+    )
     size = _int(r, get(fields, "size"), f"{where}.size")
     dns = _strings(r, get(fields, "dns"), f"{where}.dns")
     san = _san(r, get(fields, "san"), where)
@@ -81,6 +91,9 @@ def _secret(r: Reader, node: Node) -> Secret | None:
         or (imported is None and get(fields, "import") is not None)
     ):
         return None  # already reported
+    if text["value"] is not None and kind in (SecretKind.X509, SecretKind.X509_CA,
+                                              SecretKind.PRIVATE_KEY):
+        _check_pem(r, get(fields, "value"), name, kind, text["key_type"])
     return r.build(
         lambda: Secret(
             name=name,
@@ -118,6 +131,33 @@ def _kind(r: Reader, node: Node | None, where: str) -> SecretKind | None:
         kinds = ", ".join(k.value for k in SecretKind)
         r.error(node.mark, f"{where}: unknown kind {value!r}; use one of {kinds}")
         return None
+
+
+def _fragment_text(r: Reader, node: Node | None) -> str | None:
+    """A config-fragment's value as its own YAML text, padded to parse at its position."""
+    if node is None or is_null(node):
+        return None
+    start, end = node.span
+    source = r.text[start:end] if end > start else ""
+    return "\n" * (node.mark.line - 1) + " " * (node.mark.column - 1) + source + "\n"
+
+
+def _check_pem(
+    r: Reader, node: Node | None, name: str, kind: SecretKind, key_type: str | None
+) -> None:
+    """SCONE: explicit certificates and private keys are PEM; found now, not at generation."""
+    assert node is not None
+    from cloister.secrets import _keys, _x509  # noqa: PLC0415 — secrets imports this model
+
+    value = node.value if isinstance(node.value, str) else ""
+    try:
+        if kind is SecretKind.PRIVATE_KEY:
+            _keys.parse_explicit(value, name, key_type)
+        else:
+            probe = Secret(name=name, kind=kind, value=value)
+            _x509.parse_explicit(value, probe)
+    except PolicyError as err:
+        r.error(node.mark, err.message)
 
 
 def _text(r: Reader, fields: dict[str, Entry], key: str, where: str) -> str | None:
@@ -179,21 +219,67 @@ def _exports(r: Reader, node: Node | None, where: str) -> tuple[ExportTarget, ..
     return r.each(node, f"{where}.export", lambda item: _export(r, item, where), single_ok=True)
 
 
-def _export(r: Reader, item: Node, where: str) -> ExportTarget | None:
+def session_path(r: Reader, value: str, fields: dict[str, Entry], key: str) -> str | None:
+    """``value`` with a relative session path (``./x``, ``../x``) resolved, or None
+    (reported)."""
+    try:
+        return resolve_session_path(value, r.session_name, key)
+    except Invalid as err:
+        entry = fields.get(key)
+        if entry is not None:
+            r.error(entry.node.mark, err.message)
+        return None
+
+
+def export_target(r: Reader, item: Node, where: str, keys: tuple[str, ...] = EXPORT_KEYS,
+                  ) -> ExportTarget | None:
+    """An export target: ``{session|namespace, session_hash}`` or a bare session name."""
+    if item.kind == "scalar" and isinstance(item.value, str) and "=" in item.value:
+        return _url_form(r, item, where)
     if item.kind == "scalar" and isinstance(item.value, str):
         # the older short form: a bare session name
-        return r.build(partial(ExportTarget, session=item.value), {}, item.mark)
-    fields = r.mapping(item, EXPORT_KEYS, f"{where}.export")
+        short = session_path(r, item.value, {}, "session")
+        return None if short is None else r.build(partial(ExportTarget, session=short), {},
+                                                  item.mark)
+    fields = r.mapping(item, keys, f"{where}.export", place="export")
     if fields is None:
         return None
-    values = {k: r.string(e.node, f"{where}.export.{k}", coerce=True) for k, e in fields.items()}
+    values = {k: r.string(e.node, f"{where}.export.{k}", coerce=True) for k, e in fields.items()
+              if k in EXPORT_KEYS}
+    for key in ("session", "namespace"):
+        given = values.get(key)
+        if given is not None:
+            resolved = session_path(r, given, fields, key)
+            if resolved is None:
+                return None
+            values[key] = resolved
     return r.build(lambda: ExportTarget(**values), fields, item.mark)
+
+
+def _url_form(r: Reader, item: Node, where: str) -> ExportTarget | None:
+    """SCONE's URL short form: ``/session=x,session_hash=h`` (this CAS) or
+    ``host/cas_key=…,session=x`` (another CAS, not served)."""
+    host, _, rest = str(item.value).partition("/")
+    fields = dict(part.partition("=")[::2] for part in rest.split(","))
+    if host or not set(fields) <= {"session", "session_hash"} or "session" not in fields:
+        if host or set(fields) & {"cas_key", "cas_software_key"}:
+            r.unserve(item.mark, f"a session on another CAS in {where}.export", REMOTE_CAS)
+        else:
+            r.error(item.mark, f"{where}: {item.value!r} is not SCONE's URL short form "
+                               "/session=NAME[,session_hash=HASH]")
+        return None
+    return r.build(lambda: ExportTarget(session=fields["session"],
+                                        session_hash=fields.get("session_hash")), {}, item.mark)
+
+
+def _export(r: Reader, item: Node, where: str) -> ExportTarget | None:
+    return export_target(r, item, where)
 
 
 def _import(r: Reader, node: Node | None, where: str) -> ImportSource | None:
     if node is None or is_null(node):
         return None
-    fields = r.mapping(node, IMPORT_KEYS, f"{where}.import")
+    fields = r.mapping(node, IMPORT_KEYS, f"{where}.import", place="import")
     if fields is None:
         return None
     session = get(fields, "session")
@@ -201,75 +287,11 @@ def _import(r: Reader, node: Node | None, where: str) -> ImportSource | None:
     if session is None or secret is None:
         r.error(node.mark, f"{where}.import needs both 'session' and 'secret'")
         return None
-    session_name = r.string(session, f"{where}.import.session")
+    written = r.string(session, f"{where}.import.session")
     secret_name = r.string(secret, f"{where}.import.secret")
+    session_name = None if written is None else session_path(r, written, fields, "session")
     if session_name is None or secret_name is None:
         return None
     return r.build(lambda: ImportSource(session_name, secret_name), fields, node.mark)
 
 
-def security(r: Reader, node: Node | None) -> Security | None:
-    if node is None or is_null(node):
-        return None
-    fields = r.mapping(node, SECURITY_KEYS, "security")
-    if fields is None:
-        return None
-    att_node = get(fields, "attestation")
-    if att_node is None or is_null(att_node):
-        return Security()
-    extension_keys = attestation_keys()
-    att = r.mapping(att_node, ATTESTATION_SECURITY_KEYS + tuple(sorted(extension_keys)),
-                    "security.attestation")
-    if att is None:
-        return None
-    mode_node = get(att, "mode")
-    mode = "hardware" if mode_node is None else r.string(mode_node, "security.attestation.mode")
-    tolerate = _strings(r, get(att, "tolerate"), "security.attestation.tolerate")
-    advisories = _strings(
-        r, get(att, "ignore_advisories"), "security.attestation.ignore_advisories"
-    )
-    extensions = _extensions(r, att, extension_keys)
-    built = r.build(
-        lambda: AttestationSecurity(mode or "hardware", frozenset(tolerate), advisories,
-                                    MappingProxyType(extensions)),
-        att,
-        att_node.mark,
-    )
-    return Security(built) if built else None
-
-
-def _extensions(
-    r: Reader, att: dict[str, Entry], keys: Mapping[str, Callable[[Any], Any]]
-) -> dict[str, Any]:
-    """The plug-in keys present in ``security.attestation``, each validated by its owner."""
-    values: dict[str, Any] = {}
-    for name, parse in sorted(keys.items()):
-        node = get(att, name)
-        if node is None or is_null(node):
-            continue
-        try:
-            values[name] = parse(extension_value(node))
-        except ValueError as err:
-            r.error(node.mark, str(err))
-    return values
-
-
-def volumes(r: Reader, node: Node | None) -> tuple[Volume, ...]:
-    """``volumes:``: names only; cloister generates each volume's key in the CAS."""
-    return r.each(node, "volumes", lambda item: _volume(r, item))
-
-
-def _volume(r: Reader, item: Node) -> Volume | None:
-    fields = r.mapping(item, VOLUME_KEYS, "a volume")
-    if fields is None:
-        return None
-    for key in ("fspf_key", "fspf_tag", "export", "import"):
-        if key in fields:
-            r.error(fields[key].key_mark, f"volume {key!r} is not supported by cloister: "
-                    "remove it (the CAS generates and keeps each volume's key)")
-    name_node = get(fields, "name")
-    if name_node is None:
-        r.error(item.mark, "a volume needs a 'name'")
-        return None
-    name = r.string(name_node, "volume name")
-    return None if name is None else r.build(lambda: Volume(name), fields, item.mark)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from types import MappingProxyType
 
-from cloister.policy import _secrets_section
+from cloister.policy import _secrets_section, _sections_security
 from cloister.policy._model import (
     AccessPolicy,
     AttestationVariant,
@@ -16,6 +16,7 @@ from cloister.policy._model import (
     Signer,
 )
 from cloister.policy._reader import Reader, get, is_null, present
+from cloister.policy._scone import ACCESS_SIGNER, GOVERNANCE
 from cloister.policy._yaml import Entry, Node
 
 SERVICE_KEYS = (
@@ -30,6 +31,8 @@ SERVICE_KEYS = (
     "attestation",
     "mrenclaves",
     "platforms",
+    "one_time_password_shared_secret",
+    "fspf_update_policy",
 )
 IMAGE_KEYS = ("name", "injection_files", "volumes")
 INJECTION_KEYS = ("path", "content", "permission")
@@ -59,7 +62,7 @@ def access_policy(r: Reader, node: Node | None) -> AccessPolicy | None:
     for key in ACCESS_KEYS:
         entry_node = get(fields, key)
         if entry_node is not None:
-            lists[key] = r.strings(entry_node, f"access_policy.{key}", single_ok=True)
+            lists[key] = _access_entries(r, entry_node, f"access_policy.{key}")
     return r.build(
         lambda: AccessPolicy(
             read=lists.get("read", ("CREATOR",)),
@@ -69,6 +72,26 @@ def access_policy(r: Reader, node: Node | None) -> AccessPolicy | None:
         fields,
         node.mark,
     )
+
+
+def _access_entries(r: Reader, node: Node, where: str) -> tuple[str, ...]:
+    """An access list; SCONE's session signers and governance rules are recorded as
+    unserved (and the list then admits nobody else for them: NONE if nothing is left)."""
+    if node.kind == "map" and any(k.startswith("require-") for k in node.value):
+        r.unserve(node.mark, f"governance in {where}", GOVERNANCE)
+        return ("NONE",)
+    items = node.value if node.kind == "seq" else [node]
+    plain: list[Node] = []
+    for item in items:
+        if item.kind == "map" and "signer" in item.value:
+            r.unserve(item.mark, f"signer entries in {where}", ACCESS_SIGNER)
+        else:
+            plain.append(item)
+    if not plain and items:
+        return ("NONE",)
+    if node.kind != "seq":
+        return r.strings(node, where, single_ok=True)
+    return r.strings(Node(plain, node.mark, "seq", None, node.span), where)
 
 
 # --- services --------------------------------------------------------------------
@@ -98,6 +121,7 @@ def _service(r: Reader, node: Node) -> Service | None:
         if given_platforms is None
         else r.strings(given_platforms, f"{where}.platforms", coerce=True)
     )
+    otp = _opt_str(r, fields, "one_time_password_shared_secret", where)
     if name is None:
         return None
     return r.build(
@@ -112,10 +136,21 @@ def _service(r: Reader, node: Node) -> Service | None:
             fspf_tag=_opt_str(r, fields, "fspf_tag", where),
             attestation=variants,
             platforms=tuple(p.lower() if not p.startswith("$$") else p for p in platforms),
+            one_time_password_shared_secret=otp,
+            fspf_update_policy=_opt_str(r, fields, "fspf_update_policy", where),
         ),
         fields,
         node.mark,
     )
+
+
+#: SCONE's documented spelling of ``@@`` where a bare ``@`` cannot start a YAML scalar
+_ESCAPED_HOST = "\\@\\@"
+
+
+def _host_form(text: str) -> str:
+    """``\\@\\@NAME`` / ``\\@\\@1`` as SCONE documents them are ``@@NAME`` / ``@@1``."""
+    return "@@" + text[len(_ESCAPED_HOST):] if text.startswith(_ESCAPED_HOST) else text
 
 
 def _command(r: Reader, node: Node | None, where: str) -> tuple[str, ...]:
@@ -126,12 +161,12 @@ def _command(r: Reader, node: Node | None, where: str) -> tuple[str, ...]:
         found = (
             r.string(item, f"an argument of {where}.command", coerce=True) for item in node.value
         )
-        return tuple(a for a in found if a is not None)
+        return tuple(_host_form(a) for a in found if a is not None)
     text = r.string(node, f"{where}.command")
     if text is None:
         return ()
     try:
-        return tuple(shlex.split(text))
+        return tuple(_host_form(a) for a in shlex.split(text.replace(_ESCAPED_HOST, "@@")))
     except ValueError as err:
         r.error(node.mark, f"{where}.command cannot be split: {err}")
         return ()
@@ -145,11 +180,14 @@ def _environment(r: Reader, node: Node | None, where: str) -> dict[str, str]:
         r.error(node.mark, f"{where}.environment must be a mapping, got {node.kind}")
         return {}
     env: dict[str, str] = {}
-    for key, entry in node.value.items():
+    for written, entry in node.value.items():
+        key = _host_form(written)
+        if key in env:
+            r.error(entry.key_mark, f"{where}.environment names {key} twice")
         if is_null(entry.node):
             env[key] = ""
             continue
-        value = r.string(entry.node, f"{where}.environment.{key}", coerce=True)
+        value = r.string(entry.node, f"{where}.environment.{written}", coerce=True)
         if value is not None:
             env[key] = value
     return env
@@ -186,6 +224,8 @@ def _variant(r: Reader, node: Node, where: str) -> AttestationVariant | None:
     if not is_null(signer_node):
         assert signer_node is not None
         signer = _signer(r, signer_node, where)
+        if signer is None:
+            return None  # reported
     return r.build(lambda: AttestationVariant(mrenclaves, signer), fields, node.mark)
 
 
@@ -197,6 +237,14 @@ def _signer(r: Reader, node: Node, where: str) -> Signer | None:
     ints = {k: r.integer(e.node, f"signer.{k}") for k, e in fields.items() if k != "mrsigner"}
     if mrsigner is None:
         r.error(node.mark, f"{where}: signer needs 'mrsigner'")
+        return None
+    if "isvprodid" not in fields:
+        r.error(node.mark, f"{where}: signer needs 'isvprodid' (SCONE: a signer lists its "
+                           "mrsigner and a product ID)")
+        return None
+    if "isvsvn" in fields and ("isvsvn_min" in fields or "isvsvn_max" in fields):
+        r.error(fields["isvsvn"].key_mark, f"{where}: signer takes isvsvn or a range "
+                "(isvsvn_min/isvsvn_max), not both (SCONE)")
         return None
     exact = ints.get("isvsvn")
     return Signer(
@@ -211,8 +259,9 @@ def _signer(r: Reader, node: Node, where: str) -> Signer | None:
 
 
 secrets = _secrets_section.secrets
-security = _secrets_section.security
-volumes = _secrets_section.volumes
+security = _sections_security.security
+volumes = _sections_security.volumes
+secret_config = _sections_security.secret_config
 
 
 def images(r: Reader, node: Node | None) -> tuple[Image, ...]:

@@ -26,9 +26,12 @@ MAX_DEPTH = 32
 class Mark:
     line: int  # 1-based
     column: int  # 1-based
+    #: where the text came from when it is not the session itself (an imported fragment)
+    source: str = ""
 
     def __str__(self) -> str:
-        return f"line {self.line} column {self.column}"
+        where = f"{self.source} " if self.source else ""
+        return f"{where}line {self.line} column {self.column}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Node:
     mark: Mark
     kind: str  # "scalar" | "seq" | "map"
     raw: str | None = None  # a scalar's text as written
+    #: offsets of the node's text in the document it was parsed from
+    span: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,12 @@ class Entry:
     node: Node
 
 
-def _mark(start_mark: Any) -> Mark:
-    return Mark(start_mark.line + 1, start_mark.column + 1)
+def _mark(start_mark: Any, source: str = "") -> Mark:
+    return Mark(start_mark.line + 1, start_mark.column + 1, source)
+
+
+#: SCONE's ``secret_config.store_in`` tags (0.3.10): the only non-YAML tags a session may use
+SCONE_TAGS = ("!cas", "!akv")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -69,8 +78,11 @@ class _StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def parse(text: str) -> Node:
-    """Compose ``text`` into a :class:`Node` tree; raise :class:`PolicyError` on bad YAML."""
+def parse(text: str, source: str = "") -> Node:
+    """Compose ``text`` into a :class:`Node` tree; raise :class:`PolicyError` on bad YAML.
+
+    ``source`` names where ``text`` comes from in every position (empty: the session).
+    """
     try:
         # the reader checks for control characters already when it is built
         loader = _StrictLoader(text)
@@ -86,7 +98,7 @@ def parse(text: str) -> Node:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        where = f" at {_mark(mark)}" if mark is not None else ""
+        where = f" at {_mark(mark, source)}" if mark is not None else ""
         problem = err.problem or err.context or "invalid YAML"
         raise PolicyError(f"invalid YAML{where}: {problem}") from None
     except yaml.YAMLError as err:
@@ -95,13 +107,21 @@ def parse(text: str) -> Node:
         loader.dispose()
     if root is None:
         raise PolicyError("the session is empty: expected a mapping with at least 'name'")
-    return _convert(root, loader, 0)
+    return _convert(root, loader, 0, source)
 
 
-def _convert(node: Any, loader: _StrictLoader, depth: int) -> Node:
-    mark = _mark(node.start_mark)
+def _convert(node: Any, loader: _StrictLoader, depth: int, source: str) -> Node:
+    mark = _mark(node.start_mark, source)
+    span = (node.start_mark.index, node.end_mark.index)
     if depth > MAX_DEPTH:
         raise PolicyError(f"nesting deeper than {MAX_DEPTH} levels at {mark}")
+    if node.tag in SCONE_TAGS:
+        # SCONE's secret backend tags: a tagged scalar reads as the tag, a tagged mapping as
+        # {"!akv": mapping} so that the reader sees which backend was chosen
+        if isinstance(node, ScalarNode) and not node.value:
+            return Node(node.tag, mark, "scalar", node.tag, span)
+        inner = _convert(_untagged(node), loader, depth + 1, source)
+        return Node({node.tag: Entry(mark, inner)}, mark, "map", None, span)
     if isinstance(node, ScalarNode):
         if node.tag.startswith("tag:yaml.org,2002:") is False:
             raise PolicyError(f"unsupported YAML tag {node.tag} at {mark}")
@@ -112,22 +132,33 @@ def _convert(node: Any, loader: _StrictLoader, depth: int) -> Node:
         if not isinstance(value, str | int | float | bool | type(None)):
             # timestamps and binary: keep the text as written
             value = node.value
-        return Node(value, mark, "scalar", node.value)
+        return Node(value, mark, "scalar", node.value, span)
     if isinstance(node, SequenceNode):
-        return Node([_convert(item, loader, depth + 1) for item in node.value], mark, "seq")
+        items = [_convert(item, loader, depth + 1, source) for item in node.value]
+        return Node(items, mark, "seq", None, span)
     if isinstance(node, MappingNode):
         entries: dict[str, Entry] = {}
         for key_node, value_node in node.value:
-            key_mark = _mark(key_node.start_mark)
+            key_mark = _mark(key_node.start_mark, source)
             if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
                 raise PolicyError(f"unsupported mapping key at {key_mark}: keys must be names")
             key = key_node.value
             if key in entries:
                 first = entries[key].key_mark
                 raise PolicyError(f"duplicate key {key!r} at {key_mark} (first at {first})")
-            entries[key] = Entry(key_mark, _convert(value_node, loader, depth + 1))
-        return Node(entries, mark, "map")
+            entries[key] = Entry(key_mark, _convert(value_node, loader, depth + 1, source))
+        return Node(entries, mark, "map", None, span)
     raise PolicyError(f"unsupported YAML node at {mark}")
+
+
+def _untagged(node: Any) -> Any:
+    """A copy of a tagged YAML node with its plain tag (``!akv {…}`` → ``{…}``)."""
+    plain_tag = {
+        ScalarNode: "tag:yaml.org,2002:str",
+        SequenceNode: "tag:yaml.org,2002:seq",
+        MappingNode: "tag:yaml.org,2002:map",
+    }[type(node)]
+    return type(node)(plain_tag, node.value, node.start_mark, node.end_mark)
 
 
 def plain(node: Node) -> Any:

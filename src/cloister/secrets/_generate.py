@@ -228,6 +228,9 @@ def _make(
         if secret.value is not None:
             return SecretValue.binary(_parse_hex(secret))
         return SecretValue.binary(_random.token_bytes(size))
+    if kind is SecretKind.CONFIG_FRAGMENT:
+        assert secret.value is not None  # the model requires a value or an import
+        return SecretValue.fragment(secret.value)
     if kind is SecretKind.PRIVATE_KEY:
         if secret.value is not None:
             key = _keys.parse_explicit(secret.value, secret.name, secret.key_type)

@@ -32,6 +32,7 @@ _PEM_FIELDS = {
     SecretKind.PRIVATE_KEY: ("key_pem",),
     SecretKind.X509: ("cert_pem",),
     SecretKind.X509_CA: ("cert_pem",),
+    SecretKind.CONFIG_FRAGMENT: ("text",),
 }
 
 
@@ -68,6 +69,11 @@ class SecretValue:
     @classmethod
     def ascii(cls, text: str) -> SecretValue:
         return cls(SecretKind.ASCII, text=text)
+
+    @classmethod
+    def fragment(cls, text: str) -> SecretValue:
+        """A config-fragment: its YAML text, positioned as in its session."""
+        return cls(SecretKind.CONFIG_FRAGMENT, text=text)
 
     @classmethod
     def binary(cls, data: bytes) -> SecretValue:

@@ -33,6 +33,7 @@ ALICE = ("a" * 64, "ALICE-PEM")
 BOB = ("b" * 64, "BOB-PEM")
 
 SESSION = b"""name: app
+version: '0.3'
 secrets:
   - name: ca_key
     kind: private-key

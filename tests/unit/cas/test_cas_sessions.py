@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from cloister.secrets import SecretValue
 ALICE = Caller("a" * 64, "PEM-A")
 
 EXPORTER = """name: {name}
+version: '0.3'
 secrets:
   - name: ca_key
     kind: private-key
@@ -34,21 +34,13 @@ secrets:
 """
 
 IMPORTER = """name: {name}
+version: '0.3'
 secrets:
   - name: their_ca
     import:
       session: {src}
       secret: ca
 """
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[SessionService]:
-    store = SqliteStore(tmp_path / "cas.db", Sealer(bytes(32)))
-    audit = AuditLog(tmp_path / "audit.log")
-    yield SessionService(store, SecretsEngine(), audit)
-    store.close()
-    audit.close()
 
 
 def _released(svc: SessionService, name: str, secret: str) -> SecretValue:
@@ -70,7 +62,7 @@ def test_imported_certificate_brings_key_only_if_key_exported(svc: SessionServic
 
 def test_namespace_export_admits_only_that_namespace(svc: SessionService) -> None:
     svc.write(EXPORTER.format(name="lib", key_export="", target="namespace: team"), ALICE)
-    svc.write("name: team\n", ALICE)
+    svc.write("name: team\nversion: '0.3'\n", ALICE)
     svc.write(IMPORTER.format(name="team/app", src="lib"), ALICE)
     with pytest.raises(errors.SecretError) as info:
         svc.write(IMPORTER.format(name="other", src="lib"), ALICE)

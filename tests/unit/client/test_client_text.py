@@ -26,9 +26,9 @@ def test_insert_after_name_keeps_every_other_byte() -> None:
 
 
 def test_replace_existing_entry_with_continuation() -> None:
-    text = f"name: app\npredecessor:\n  {H1}\n\nversion: '0.3'\n"
+    text = f"name: app\nversion: '0.3'\npredecessor:\n  {H1}\n\nversion: '0.3'\n"
     out = set_top_level_key(text, "predecessor", H2)
-    assert out == f"name: app\npredecessor: \"{H2}\"\n\nversion: '0.3'\n"
+    assert out == f"name: app\nversion: '0.3'\npredecessor: \"{H2}\"\n\nversion: '0.3'\n"
     quoted = f'"predecessor": {H1}\nname: app\n'
     assert set_top_level_key(quoted, "predecessor", H2) == f'predecessor: "{H2}"\nname: app\n'
 

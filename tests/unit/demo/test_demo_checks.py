@@ -75,7 +75,7 @@ def test_policy_templates_load_as_sessions(template: str) -> None:
 
 
 def test_predecessor_suffix_is_recognised() -> None:
-    text = "name: x\nversion: \"0.3\"\n"
+    text = "name: x\nversion: '0.3'\nversion: \"0.3\"\n"
     assert _PREDECESSOR.sub("\n", text.rstrip() + "\npredecessor: " + "ab" * 32 + "\n") == text
 
 

@@ -72,7 +72,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
         "wrong kind",
         edit("kind: ascii", "kind: password"),
         "line 17 column 11: secret 'token': unknown kind 'password'; use one of ascii, binary, "
-        "private-key, x509, x509-ca",
+        "private-key, x509, x509-ca, config-fragment",
     ),
     (
         "issuer not a CA",
@@ -223,7 +223,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
         "bad valid_for",
         edit("    dns: [api]", "    valid_for: forever"),
         "line 27 column 16: secret 'cert': invalid duration 'forever': write a positive count and "
-        "a unit, e.g. '90 days'",
+        "a unit, e.g. '90 days' or '59d'",
     ),
     (
         "cert without private key",
@@ -243,9 +243,9 @@ CASES: list[tuple[str, str | bytes, str]] = [
         "line 30 column 11: security.attestation.mode must be a string, got bool False",
     ),
     (
-        "wildcard advisories without debug",
-        BASE + "security:\n  attestation:\n    ignore_advisories: '*'\n",
-        "line 30 column 24: ignore_advisories '*' is allowed only with debug-mode tolerated",
+        "advisory that is not an Intel one",
+        BASE + "security:\n  attestation:\n    ignore_advisories: [CVE-1]\n",
+        "line 30 column 24: invalid advisory 'CVE-1': expected INTEL-SA-NNNNN or '*'",
     ),
     (
         "tpm_pcrs bad value",
@@ -265,10 +265,9 @@ CASES: list[tuple[str, str | bytes, str]] = [
         "top-level 'volumes:'",
     ),
     (
-        "volume with an explicit key",
+        "volume with a malformed explicit key",
         BASE + "volumes:\n  - name: data\n    fspf_key: abc\n",
-        "line 30 column 5: volume 'fspf_key' is not supported by cloister: remove it (the CAS "
-        "generates and keeps each volume's key)",
+        "line 30 column 15: invalid fspf_key (3 characters): expected 64 hex digits",
     ),
     (
         "relative volume path",
@@ -382,6 +381,7 @@ def test_variables_in_comments_are_neither_required_nor_substituted() -> None:
     text = (
         "# fill in $UNUSED_IN_COMMENT before use\n"
         "name: $NAME  # e.g. $ALSO_IGNORED\n"
+        'version: "0.3"\n'
         "images:\n  - name: img\n    injection_files:\n      - path: /a\n"
         "        content: |\n          # not a comment: $INSIDE\n"
     )

@@ -1,0 +1,22 @@
+"""Fixtures shared by the CAS unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloister.cas import AuditLog, SqliteStore
+from cloister.cas._engine_secrets import SecretsEngine
+from cloister.cas._keys import Sealer
+from cloister.cas._sessions import SessionService
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[SessionService]:
+    store = SqliteStore(tmp_path / "cas.db", Sealer(bytes(32)))
+    audit = AuditLog(tmp_path / "audit.log")
+    yield SessionService(store, SecretsEngine(), audit)
+    store.close()
+    audit.close()
