@@ -155,6 +155,7 @@ def test_loader_mutated_seeds_many() -> None:
 
 _RENDER_SESSION = """\
 name: render-fuzz
+version: "0.3"
 secrets:
   - name: pw
     kind: ascii
@@ -237,5 +238,5 @@ def test_renderer_random_templates_many() -> None:
 
 def test_control_character_is_a_policy_error_with_its_place() -> None:
     """Found by the fuzz: PyYAML's reader raised ReaderError (a CLI traceback) on \\x1f."""
-    with pytest.raises(errors.PolicyError, match="line 2 column 5: control character #x001f"):
+    with pytest.raises(errors.PolicyError, match="line 3 column 5: control character #x001f"):
         load_session("name: a\nversion: '0.3'\nab: \x1f\n")
