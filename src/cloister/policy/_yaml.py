@@ -9,6 +9,7 @@ YAML's own, and more than one document.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from cloister.errors import PolicyError
 
 #: deepest nesting accepted; real sessions are 5-6 levels deep
 MAX_DEPTH = 32
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,9 @@ def _convert(node: Any, loader: _StrictLoader, depth: int, source: str) -> Node:
         if not isinstance(value, str | int | float | bool | type(None)):
             # timestamps and binary: keep the text as written
             value = node.value
+        if isinstance(value, str) and _SURROGATE_RE.search(value):
+            raise PolicyError(f"invalid character at {mark}: a lone UTF-16 surrogate "
+                              "(\\ud800-\\udfff) is not text; remove it")
         return Node(value, mark, "scalar", node.value, span)
     if isinstance(node, SequenceNode):
         items = [_convert(item, loader, depth + 1, source) for item in node.value]
@@ -143,6 +148,9 @@ def _convert(node: Any, loader: _StrictLoader, depth: int, source: str) -> Node:
             if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
                 raise PolicyError(f"unsupported mapping key at {key_mark}: keys must be names")
             key = key_node.value
+            if _SURROGATE_RE.search(key):
+                raise PolicyError(f"invalid character in a key at {key_mark}: a lone UTF-16 "
+                                  "surrogate is not text; remove it")
             if key in entries:
                 first = entries[key].key_mark
                 raise PolicyError(f"duplicate key {key!r} at {key_mark} (first at {first})")

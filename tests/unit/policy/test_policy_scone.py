@@ -303,3 +303,10 @@ def test_session_check_prints_one_warning_per_unserved_feature(tmp_path: Path) -
     assert len(warnings) == 1
     assert warnings[0].startswith(f"warning: {path}: line 9 column 11: security.attestation.mode "
                                   "maa is part of SCONE's language; cloister's CAS cannot serve")
+
+
+@pytest.mark.parametrize("text", [b'{"":"\\ud800"}', b'{"\\udfff": 1}'])
+def test_a_lone_surrogate_is_refused_as_text_not_a_crash(text: bytes) -> None:
+    """Found by the CAS fuzz: the digest of such a value failed to encode (a 500)."""
+    with pytest.raises(PolicyError, match="lone UTF-16 surrogate"):
+        load_session(text)
