@@ -17,6 +17,8 @@ HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.MethodNotAllowed, 405),
     (errors.RequestError, 400),
     (errors.TemplateError, 400),
+    # before PolicyError, its parent; SecretError first so that 422 alone reads as it
+    (errors.SecretError, 422),
     (errors.UnservedFeature, 422),
     (errors.PolicyError, 400),
     (errors.EvidenceError, 400),
@@ -28,7 +30,6 @@ HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.PayloadTooLarge, 413),
-    (errors.SecretError, 422),
     (errors.RateLimited, 429),
     (errors.Overloaded, 503),
     (errors.StoreFull, 507),
