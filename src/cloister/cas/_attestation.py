@@ -32,6 +32,7 @@ from cloister.cas._decide import decide
 from cloister.cas._http import Request, Response
 from cloister.cas._nonces import MemorySpent, NonceIssuer
 from cloister.cas._release import build_config, parse_config_id, resolve_service
+from cloister.cas._service_gates import admit, presented_token, split_otp
 from cloister.policy._model import Invalid
 from cloister.policy._model_base import MAX_SESSION_NAME
 from cloister.secrets import SecretValue
@@ -100,6 +101,7 @@ def _parse(req: Request) -> tuple[str, bytes, bytes, bytes]:
 
 def post_config(ctx: AppContext, req: Request) -> Response:
     config_id, nonce, public_key, evidence = _parse(req)
+    config_id, otp = split_otp(config_id)  # SCONE_CONFIG_ID=session/service@OTP
     # consume first: a nonce is spent by any attempt, so a refused one cannot be replayed
     nonce_ok = _nonces(ctx).check(nonce)
     session_name, service_name = parse_config_id(config_id)
@@ -153,9 +155,14 @@ def post_config(ctx: AppContext, req: Request) -> Response:
         now=datetime.now(UTC),
         collateral=ctx.extensions.get(COLLATERAL_EXTENSION, NO_COLLATERAL),
     )
-    if not decision.accepted:
-        return _refuse(ctx, config_id, session_name, decision.reasons)
+    # second factors and singletons (SCONE): spent or taken only when all else passed
+    factors, lease = admit(ctx, session, service, values, otp=otp,
+                           token=presented_token(req), accepted=decision.accepted)
+    if not decision.accepted or factors:
+        return _refuse(ctx, config_id, session_name, decision.reasons + factors)
     config = build_config(session, service, values)
+    if lease is not None:
+        config["lease"] = lease
     sealed = seal_to(public_key, json.dumps(config, separators=(",", ":")).encode("utf-8"))
     claims = decision.claims
     ctx.audit.record(  # durable: nothing is released that the audit log does not show

@@ -117,6 +117,11 @@ CREATE INDEX spent_nonces_expiry ON spent_nonces (expires_at);
     Migration(3, "sessions by creator (the per-creator quota)", """
 CREATE INDEX versions_by_creator ON session_versions (creator_key_hash);
 """),
+    Migration(4, "claims: singleton leases and used one-time passwords", """
+CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT NOT NULL,
+                     until DOUBLE PRECISION NOT NULL);
+CREATE INDEX claims_expiry ON claims (until);
+"""),
 )
 
 _COLUMNS = "name, hash, predecessor, text, creator_key_hash, creator_cert_pem, created_at"
@@ -418,6 +423,20 @@ class PostgresStore:
         if now >= self._next_sweep:
             self._next_sweep = now + self._settings.nonce_sweep_interval
         return spent
+
+    def claim(self, key: str, holder: str, until: float, now: float) -> bool:
+        def work(db: psycopg.Connection[Any]) -> bool:
+            db.execute("DELETE FROM claims WHERE key = %s AND until < %s", (key, now))
+            return bool(db.execute(
+                "INSERT INTO claims VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE "
+                "SET until = excluded.until WHERE claims.holder = excluded.holder",
+                (key, holder, until)).rowcount == 1)
+        return self._run(work, write=True)
+
+    def release(self, key: str, holder: str) -> None:
+        def work(db: psycopg.Connection[Any]) -> None:
+            db.execute("DELETE FROM claims WHERE key = %s AND holder = %s", (key, holder))
+        self._run(work, write=True)
 
     # --- maintenance ---------------------------------------------------------
 

@@ -5,7 +5,8 @@ Pure functions, no I/O.  The configuration is a JSON object:
 ``{"version": 1, "session": …, "service": …, "command": [argv…],
 "environment": {…}, "pwd": "/…" | null,
 "files": [{"path", "mode", "content": base64}], "fspf": {"path", "key", "tag"} | null,
-"volumes": [{"name", "path", "key": 64 hex}]}``
+"volumes": [{"name", "path", "key": 64 hex}], "lease": {"id", "ttl"}}`` (``lease`` only
+for a singleton service, see :mod:`cloister.cas._service_gates`)
 
 Invariant: only the service's own command, environment, fspf key/tag and
 the injection files of its image are released; nothing else of the session.
@@ -27,12 +28,9 @@ CONFIG_VERSION = 1
 
 
 def parse_config_id(config_id: str) -> tuple[str, str]:
-    """``session/service`` (``ns/session/service`` for namespaced sessions) → both names."""
-    if "@" in config_id:
-        raise errors.RequestError(
-            f"config id {config_id!r} carries a one-time password (@…), which cloister does "
-            "not support: drop the @ suffix"
-        )
+    """``session/service`` (``ns/session/service`` for namespaced sessions) → both names.
+
+    A one-time password (``@123456``) is split off before (see ``_service_gates``)."""
     session, sep, service = config_id.rpartition("/")
     if not sep or not session or not service:
         raise errors.RequestError(

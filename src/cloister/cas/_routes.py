@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from cloister.cas import _attestation as attestation
 from cloister.cas import _handlers as h
+from cloister.cas import _service_gates as service_gates
 from cloister.cas._http import Request, Response
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ OPERATION_ROUTES: tuple[Route, ...] = (
 ATTESTATION_ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/attest/nonce", attestation.post_nonce, PUBLIC, rate="nonce"),
     Route("POST", "/v1/attest/config", attestation.post_config, PUBLIC, rate="attest"),
+    Route("POST", "/v1/attest/lease", service_gates.post_lease, PUBLIC, rate="attest"),
 )
 
 

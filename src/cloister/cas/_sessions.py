@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ from cloister.cas._audit import AuditLog
 from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller
 from cloister.cas._limits import Limits
+from cloister.cas._volume_share import volume_keys
 from cloister.cas.store import SessionRecord, Store
-from cloister.policy import Secret, SecretKind, Session, load_session
+from cloister.policy import ExportTarget, Secret, SecretKind, Session, load_session
 
 
 def _creator_of(record: SessionRecord) -> Caller:
@@ -55,24 +57,6 @@ def _load(text: str) -> Session:
             f"the session is not valid YAML{where}",
             details=["remove control characters and check the YAML syntax"],
         ) from None
-
-
-def _not_yet_served(session: Session) -> list[str]:
-    """Features the loader reads but this CAS does not enforce yet: refused, never ignored."""
-    found = []
-    att = session.security.attestation
-    if att.one_time_password_shared_secret or any(
-        s.one_time_password_shared_secret for s in session.services
-    ):
-        found.append("one_time_password_shared_secret")
-    if session.security.service_access_token is not None:
-        found.append("security.service_access_token")
-    if session.security.singleton_enclaves:
-        found.append("security.singleton_enclaves")
-    if any(v.import_ or v.export for v in session.volumes):
-        found.append("volume export and import")
-    return [f"{what} is part of SCONE's language; cloister's CAS cannot serve it yet"
-            for what in found]
 
 
 def _origin(session: Session, name: str) -> str:
@@ -107,8 +91,8 @@ class SessionService:
         self.limits = limits or Limits()
         #: key hashes allowed to create top-level sessions (None: every identity)
         self.creators = creators
-        #: sessions whose imported fragments are being resolved (to refuse import cycles)
-        self._completing: set[str] = set()
+        #: per thread, sessions whose imported fragments are being resolved (import cycles)
+        self._local = threading.local()
 
     # --- parsing (cached: stored texts are immutable per hash) ---------------
 
@@ -138,19 +122,20 @@ class SessionService:
     def _completed(self, session: Session, text: str, importer: Caller) -> Session:
         """``session`` loaded again with its imported config-fragments (SCONE 0.3.10):
         resolved like any import, then validated where they stand."""
+        completing: set[str] = self._local.__dict__.setdefault("completing", set())
+        if session.name in completing:  # any version of it: it depends on itself
+            raise errors.SecretError(
+                f"config-fragment imports of session {session.name!r} form a cycle"
+            )
         wanted = {s.name for s in session.secrets
                   if s.kind is SecretKind.CONFIG_FRAGMENT and s.import_ is not None}
         if not wanted:
             return session
-        if session.name in self._completing:
-            raise errors.SecretError(
-                f"config-fragment imports of session {session.name!r} form a cycle"
-            )
-        self._completing.add(session.name)
+        completing.add(session.name)
         try:
             materials = self._resolve_imports(session, importer, only=wanted)
         finally:
-            self._completing.discard(session.name)
+            completing.discard(session.name)
         fragments = tuple(sorted(
             (name, (self.engine.fragment_text(material), _origin(session, name)))
             for name, material in materials.items()
@@ -169,9 +154,8 @@ class SessionService:
         """Create (no ``predecessor``) or update a session from its YAML ``text``."""
         try:
             session = _load(text)
-            refused = [*session.unserved, *_not_yet_served(session)]
-            if refused:
-                first, *rest = refused
+            if session.unserved:
+                first, *rest = session.unserved
                 raise errors.UnservedFeature(first, details=rest)
         except errors.PolicyError as exc:
             self._deny(caller, "write", None, "invalid", exc.message)
@@ -252,6 +236,7 @@ class SessionService:
                 parent.creator_key_hash, action="create_sessions", session=parent_name,
             )
         imported = self._resolve_imports(session, caller)
+        volume_keys(self, session, caller)  # the exporters must exist and export to it
         secrets = self.engine.generate(
             session, imported=imported, previous=None, previous_values={}
         )
@@ -277,6 +262,7 @@ class SessionService:
                 details=["read the session again and base the update on its current hash"],
             )
         imported = self._resolve_imports(session, _creator_of(current))
+        volume_keys(self, session, _creator_of(current))
         secrets = self.engine.generate(
             session, imported=imported, previous=old,
             previous_values=self.store.secrets(current.name, current.hash),
@@ -350,6 +336,16 @@ class SessionService:
         self, exported: Secret, session: Session, importer: Caller, exporter: SessionRecord
     ) -> bool:
         """Whether ``exported`` (of ``exporter``) may be imported by ``session`` (rule above)."""
+        return self.admits(exported.export, session, importer, exporter)
+
+    def admits(
+        self,
+        targets: tuple[ExportTarget, ...],
+        session: Session,
+        importer: Caller,
+        exporter: SessionRecord,
+    ) -> bool:
+        """Whether an export to ``targets`` (of ``exporter``) admits ``session`` (rule above)."""
         trusted_owner = importer.key_hash == exporter.creator_key_hash or _access.is_allowed(
             self.parsed(exporter).access_policy.update, importer, exporter.creator_key_hash
         )
@@ -357,7 +353,7 @@ class SessionService:
             target.admits(session.name)
             and target.session_hash in (None, session.digest)
             and (target.session_hash is not None or trusted_owner)
-            for target in exported.export
+            for target in targets
         )
 
     # --- reads ----------------------------------------------------------------
@@ -416,4 +412,5 @@ class SessionService:
         values = self.store.secrets(current.name, current.hash)
         if any(s.import_ is not None for s in session.secrets):
             values.update(self._resolve_imports(session, _creator_of(current)))
+        values.update(volume_keys(self, session, _creator_of(current)))
         return session, values

@@ -84,6 +84,10 @@ CREATE INDEX spent_nonces_expiry ON spent_nonces (expires_at);
     Migration(3, "sessions by creator (the per-creator quota)", """
 CREATE INDEX versions_by_creator ON session_versions (creator_key_hash);
 """),
+    Migration(4, "claims: singleton leases and used one-time passwords", """
+CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL);
+CREATE INDEX claims_expiry ON claims (until);
+"""),
 )
 
 
@@ -302,6 +306,27 @@ class SqliteStore:
             secret: self._sealer.open(bytes(blob), secret_aad(name, session_hash, secret, creator))
             for _, _, secret, blob, creator in rows
         }
+
+    def claim(self, key: str, holder: str, until: float, now: float) -> bool:
+        try:
+            with self._write() as db:
+                db.execute("DELETE FROM claims WHERE until < ?", (now,))
+                cursor = db.execute(
+                    "INSERT INTO claims (key, holder, until) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET until = excluded.until "
+                    "WHERE claims.holder = excluded.holder",
+                    (key, holder, until),
+                )
+                return cursor.rowcount > 0
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    def release(self, key: str, holder: str) -> None:
+        try:
+            with self._write() as db:
+                db.execute("DELETE FROM claims WHERE key = ? AND holder = ?", (key, holder))
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
 
     def session_count(self) -> int:
         try:

@@ -85,6 +85,16 @@ class Store(Protocol):
     def secrets(self, name: str, session_hash: str) -> dict[str, bytes]:
         """The opened secrets of one version (empty if it has none)."""
 
+    def claim(self, key: str, holder: str, until: float, now: float) -> bool:
+        """Hold ``key`` for ``holder`` until ``until`` (seconds since the epoch), atomically.
+
+        True when the key was free, expired (before ``now``), or already ``holder``'s (a
+        renewal); False while another holder has it.  Claims are not secret (names and
+        hashes only) and not part of the history."""
+
+    def release(self, key: str, holder: str) -> None:
+        """Drop ``holder``'s claim on ``key`` (nothing if it is not theirs)."""
+
     def session_count(self) -> int:
         """Number of session names."""
 

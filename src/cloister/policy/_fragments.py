@@ -34,6 +34,13 @@ class _Pending:
 
 
 _PENDING = _Pending()
+#: the text of the empty value left where an imported fragment is not known here
+PENDING_RAW = "(an imported config-fragment)"
+
+
+def is_pending(node: Node | None) -> bool:
+    """Whether ``node`` stands for an imported fragment not known here (treat as absent)."""
+    return node is not None and node.kind == "scalar" and node.raw == PENDING_RAW
 
 
 def apply(
@@ -80,6 +87,10 @@ def _declared(root: Node) -> tuple[dict[str, Node], dict[str, str]]:
     return local, imported
 
 
+def _pending_node(node: Node) -> Node:
+    return Node(None, node.mark, "scalar", PENDING_RAW, node.span)
+
+
 class _Expander:
     def __init__(self, reader: Reader, fragments: dict[str, Node], pending: dict[str, str]):
         self.reader = reader
@@ -98,7 +109,7 @@ class _Expander:
     def _entry(self, entry: Entry) -> Entry:
         value = self._node(entry.node, ())
         if value is _PENDING:
-            return Entry(entry.key_mark, Node(None, entry.node.mark, "scalar", "", entry.node.span))
+            return Entry(entry.key_mark, _pending_node(entry.node))
         assert isinstance(value, Node)
         return Entry(entry.key_mark, value)
 
@@ -110,7 +121,7 @@ class _Expander:
             for key, entry in node.value.items():
                 value = self._node(entry.node, chain)
                 if value is _PENDING:
-                    value = Node(None, entry.node.mark, "scalar", "", entry.node.span)
+                    value = _pending_node(entry.node)
                 assert isinstance(value, Node)
                 entries[key] = Entry(entry.key_mark, value)
             return Node(entries, node.mark, "map", node.raw, node.span)

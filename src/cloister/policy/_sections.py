@@ -6,6 +6,7 @@ import shlex
 from types import MappingProxyType
 
 from cloister.policy import _secrets_section, _sections_security
+from cloister.policy._fragments import is_pending
 from cloister.policy._model import (
     AccessPolicy,
     AttestationVariant,
@@ -61,7 +62,7 @@ def access_policy(r: Reader, node: Node | None) -> AccessPolicy | None:
     lists: dict[str, tuple[str, ...]] = {}
     for key in ACCESS_KEYS:
         entry_node = get(fields, key)
-        if entry_node is not None:
+        if entry_node is not None and not is_pending(entry_node):
             lists[key] = _access_entries(r, entry_node, f"access_policy.{key}")
     return r.build(
         lambda: AccessPolicy(

@@ -16,12 +16,14 @@ import resource
 from collections.abc import Mapping, Sequence
 
 from cloister import errors, fspf
+from cloister._address import parse_host_port
 from cloister.attest import measure
+from cloister.runtime import _lease as _lease_keeper
 from cloister.runtime._attest import Timings, fetch_config
 from cloister.runtime._config import LaunchConfig
 from cloister.runtime._native import exec_native, resolve
 from cloister.runtime._python import open_tree, run_python
-from cloister.runtime._settings import RunSettings
+from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings
 from cloister.runtime._volumes import mount_volumes
 
 __all__ = ["LaunchConfig", "RunSettings", "Timings", "attest_and_fetch", "run"]
@@ -87,6 +89,7 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
         timings.quote * 1e3,
         timings.decision * 1e3,
     )
+    lease = _lease(settings, config)
     if native is not None:
         if config.fspf is not None:
             raise errors.LaunchError(
@@ -95,7 +98,24 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
                 "from a native service"
             )
         mount_volumes(config.volumes)
+        if lease is not None:
+            _lease_keeper.keep_in_helper(lease)
         exec_native(config, native)
     tree = open_tree(config)  # verified against the released tag before anything runs
     mount_volumes(config.volumes)
-    return run_python(config, tree)
+    stop = None if lease is None else _lease_keeper.keep_in_thread(lease)
+    try:
+        return run_python(config, tree)
+    finally:
+        if stop is not None:
+            stop.set()  # the keeper releases the lease; a crash leaves it to expire
+
+
+def _lease(settings: RunSettings, config: LaunchConfig) -> _lease_keeper.Lease | None:
+    if config.lease is None:
+        return None
+    where = parse_host_port(settings.cas_addr, default_port=DEFAULT_CAS_PORT,
+                            what="CAS address", example="CLOISTER_CAS_ADDR=cas:8081")
+    lease_id, ttl = config.lease
+    return _lease_keeper.Lease(where.host, where.port, settings.cas_cert_pem,
+                               settings.config_id.partition("@")[0], lease_id, ttl)

@@ -109,6 +109,8 @@ def fetch_config(
             "public_key": public_key.hex(),
             "evidence": base64.b64encode(evidence).decode("ascii"),
         }
+        if settings.service_access_token is not None:
+            request["service_access_token"] = settings.service_access_token
         # not retried on refusal: the nonce is spent, and a refusal will not change
         answer = post_json(host, port, "/v1/attest/config", request, pin)
         return answer, key, started, got_nonce, quoted

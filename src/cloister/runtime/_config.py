@@ -44,6 +44,8 @@ class LaunchConfig:
     files: tuple[InjectedFile, ...]
     fspf: FspfConfig | None
     volumes: tuple[VolumeMount, ...] = ()
+    #: a singleton service's lease: (id, lifetime in seconds)
+    lease: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"LaunchConfig({self.session}/{self.service})"
@@ -70,6 +72,7 @@ class LaunchConfig:
                     VolumeMount(_text(v["name"]), _absolute(v["path"]), _hex64(v["key"]))
                     for v in map(_dict, _list(raw.get("volumes", [])))
                 ),
+                lease=_lease(raw.get("lease")),
             )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             raise errors.LaunchError(
@@ -149,6 +152,16 @@ def _mode(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o7777:
         raise ValueError("expected a file mode")
     return value
+
+
+def _lease(raw: Any) -> tuple[str, float] | None:
+    if raw is None:
+        return None
+    raw = _dict(raw)
+    ttl = raw["ttl"]
+    if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not 0 < ttl <= 3600:
+        raise ValueError("expected a lease lifetime")
+    return _text(raw["id"]), float(ttl)
 
 
 def _fspf(raw: Any) -> FspfConfig | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloister import errors
@@ -37,6 +37,8 @@ class RunSettings:
     cas_cert_pem: str
     fspf_path: str | None = None
     retry_seconds: float = DEFAULT_RETRY_SECONDS
+    #: SCONE's second factor: sent with the attestation, never logged
+    service_access_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RunSettings:
@@ -87,4 +89,7 @@ class RunSettings:
             cas_cert_pem=cert_pem,
             fspf_path=env.get("CLOISTER_FSPF_PATH") or None,
             retry_seconds=max(0.0, retry_seconds),
+            service_access_token=_first(
+                env, "CLOISTER_SERVICE_ACCESS_TOKEN", "SCONE_SERVICE_ACCESS_TOKEN"
+            ),
         )

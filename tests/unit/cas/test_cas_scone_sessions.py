@@ -140,3 +140,51 @@ def test_a_volume_with_an_explicit_key_is_released_with_that_key(svc: SessionSer
     assert keys["my_database"] == VOLUME_KEY
     assert values["volume_key"].data is not None
     assert keys["keyed_by_secret"] == values["volume_key"].data.hex()
+
+
+def test_a_volume_is_imported_by_its_alias_with_the_exporters_key(svc: SessionService) -> None:
+    svc.write("""\
+name: database_server
+version: "0.3.10"
+volumes:
+  - name: my_database
+    export:
+      - to: {session: processing_component_2}
+        volume_alias: input
+""", ALICE)
+    importer = """\
+name: processing_component_2
+version: "0.3.10"
+volumes:
+  - name: dataset
+    import: {session: database_server, volume: VOLUME}
+"""
+    with pytest.raises(errors.SecretError, match="does not export it"):
+        svc.write(importer.replace("VOLUME", "my_database"), ALICE)  # only by its alias
+    svc.write(importer.replace("VOLUME", "input"), ALICE)
+    exporter_key = svc.released_values("database_server")[1]["~volume.my_database"]
+    assert svc.released_values("processing_component_2")[1]["~volume.dataset"] == exporter_key
+
+
+def test_fragment_imports_in_a_cycle_are_refused(svc: SessionService) -> None:
+    exporter = """\
+name: NAME
+version: "0.3.10"
+secrets:
+  - name: frag
+    kind: config-fragment
+    export: {session: OTHER}
+    value: [CREATOR]
+"""
+    svc.write(exporter.replace("NAME", "b").replace("OTHER", "a"), ALICE)
+    svc.write(exporter.replace("NAME", "a").replace("OTHER", "b")
+              + "  - name: theirs\n    kind: config-fragment\n"
+                "    import: {session: b, secret: frag}\n"
+              + "access_policy:\n  read: $$SCONE::theirs$$\n", ALICE)
+    current = svc._current("b").hash
+    with pytest.raises(errors.SecretError, match="form a cycle"):
+        svc.write(exporter.replace("NAME", "b").replace("OTHER", "a")
+                  + "  - name: theirs\n    kind: config-fragment\n"
+                    "    import: {session: a, secret: frag}\n"
+                  + f"access_policy:\n  read: $$SCONE::theirs$$\npredecessor: {current}\n",
+                  ALICE)

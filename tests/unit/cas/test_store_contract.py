@@ -323,3 +323,17 @@ def _postgres_on_full_disk(cluster: Any) -> Iterator[tuple[Store, Callable[[], N
             cluster.psql("postgres", f"DROP TABLESPACE {space}")
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_claim_is_exclusive_across_replicas_until_it_expires(
+        opened: Callable[[], Store]) -> None:
+    one, two = opened(), opened()
+    assert one.claim("singleton/s/app", "h1", until=110, now=100) is True
+    assert two.claim("singleton/s/app", "h2", until=115, now=105) is False  # held by h1
+    assert two.claim("singleton/s/app", "h1", until=120, now=108) is True  # h1 renews
+    assert one.claim("singleton/s/app", "h2", until=130, now=119) is False
+    assert one.claim("singleton/s/app", "h2", until=131, now=121) is True  # h1 expired
+    two.release("singleton/s/app", "h1")  # not h1's any more: nothing happens
+    assert one.claim("singleton/s/app", "h3", until=140, now=122) is False
+    two.release("singleton/s/app", "h2")
+    assert one.claim("singleton/s/app", "h3", until=140, now=122) is True
