@@ -281,6 +281,11 @@ def test_a_second_singleton_instance_is_refused_until_the_first_died(
     third = _start(plat, "single/app")
     (tmp_path / "stop").write_text("")  # a clean exit releases the lease at once
     assert third.wait(timeout=30) == 0
+    (tmp_path / "stop").unlink()
+    # the renewal endpoint extends a held lease only: nobody takes a free one without attesting
+    taken = plat.cas.curl("/v1/attest/lease", data=b'{"config_id": "single/app", '
+                          b'"lease": "not-the-holder"}')
+    assert taken.status == 409, taken.body
     fourth = _start(plat, "single/app")
     fourth.send_signal(signal.SIGKILL)
     fourth.wait(timeout=10)

@@ -433,6 +433,13 @@ class PostgresStore:
                 (key, holder, until)).rowcount == 1)
         return self._run(work, write=True)
 
+    def extend(self, key: str, holder: str, until: float, now: float) -> bool:
+        def work(db: psycopg.Connection[Any]) -> bool:
+            return bool(db.execute(
+                "UPDATE claims SET until = %s WHERE key = %s AND holder = %s AND until >= %s",
+                (until, key, holder, now)).rowcount == 1)
+        return self._run(work, write=True)
+
     def release(self, key: str, holder: str) -> None:
         def work(db: psycopg.Connection[Any]) -> None:
             db.execute("DELETE FROM claims WHERE key = %s AND holder = %s", (key, holder))

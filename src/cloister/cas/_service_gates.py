@@ -164,8 +164,10 @@ class Gates:
                       f"lease ({self.lease:.0f} s) expires after it died"]
 
     def renew(self, session: str, service: str, holder: str, now: float) -> bool:
+        """Extend a lease its holder still has; never takes a free or expired one (only an
+        attestation does)."""
         key = _lease_key(session, service)
-        return self._store.claim(key, _hashed(holder), now + self.lease, now)
+        return self._store.extend(key, _hashed(holder), now + self.lease, now)
 
     def release(self, session: str, service: str, holder: str) -> None:
         self._store.release(_lease_key(session, service), _hashed(holder))

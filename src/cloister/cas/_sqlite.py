@@ -321,6 +321,17 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
 
+    def extend(self, key: str, holder: str, until: float, now: float) -> bool:
+        try:
+            with self._write() as db:
+                cursor = db.execute(
+                    "UPDATE claims SET until = ? WHERE key = ? AND holder = ? AND until >= ?",
+                    (until, key, holder, now),
+                )
+                return cursor.rowcount > 0
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
     def release(self, key: str, holder: str) -> None:
         try:
             with self._write() as db:

@@ -92,6 +92,10 @@ class Store(Protocol):
         renewal); False while another holder has it.  Claims are not secret (names and
         hashes only) and not part of the history."""
 
+    def extend(self, key: str, holder: str, until: float, now: float) -> bool:
+        """Move ``holder``'s unexpired claim on ``key`` to ``until``; False (and nothing
+        changed) when the key is free, expired or another holder's."""
+
     def release(self, key: str, holder: str) -> None:
         """Drop ``holder``'s claim on ``key`` (nothing if it is not theirs)."""
 

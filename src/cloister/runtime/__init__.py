@@ -103,12 +103,12 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
         exec_native(config, native)
     tree = open_tree(config)  # verified against the released tag before anything runs
     mount_volumes(config.volumes)
-    stop = None if lease is None else _lease_keeper.keep_in_thread(lease)
+    release = None if lease is None else _lease_keeper.keep_in_thread(lease)
     try:
         return run_python(config, tree)
     finally:
-        if stop is not None:
-            stop.set()  # the keeper releases the lease; a crash leaves it to expire
+        if release is not None:
+            release()  # an exit gives the lease back; a crash leaves it to expire
 
 
 def _lease(settings: RunSettings, config: LaunchConfig) -> _lease_keeper.Lease | None:

@@ -37,6 +37,8 @@ from cloister.errors import Unreachable
 
 _log = logging.getLogger(__name__)
 LEASE_PATH = "/v1/attest/lease"
+#: how long an exiting service waits for its lease release to reach the CAS
+RELEASE_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, repr=False)
@@ -98,8 +100,9 @@ def release(lease: Lease) -> None:
                      err.message)
 
 
-def keep_in_thread(lease: Lease) -> threading.Event:
-    """Renew from a daemon thread of this (Python) service; set the event to release."""
+def keep_in_thread(lease: Lease) -> Callable[[], None]:
+    """Renew from a daemon thread of this (Python) service; returns the call that stops
+    renewing and releases the lease (waiting briefly for the release to be sent)."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -108,8 +111,14 @@ def keep_in_thread(lease: Lease) -> threading.Event:
         else:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=loop, name="cloister-singleton-lease", daemon=True).start()
-    return stop
+    keeper = threading.Thread(target=loop, name="cloister-singleton-lease", daemon=True)
+    keeper.start()
+
+    def stop_and_release() -> None:
+        stop.set()
+        keeper.join(timeout=RELEASE_WAIT_SECONDS)
+
+    return stop_and_release
 
 
 def keep_in_helper(lease: Lease) -> None:

@@ -96,8 +96,11 @@ def test_a_lease_is_exclusive_renewable_and_lost_by_a_dead_holder(gates: Gates) 
     assert gates.renew("s", "app", first, now=8)  # held until 18 now
     assert gates.acquire("s", "app", now=15)[0] is None
     assert not gates.renew("s", "app", "not-the-holder", now=15)
+    assert not gates.renew("s", "app", first, now=19)  # expired: renewing cannot revive it
     third, _ = gates.acquire("s", "app", now=19)  # the first stopped renewing: it expired
     assert third is not None
     assert not gates.renew("s", "app", first, now=20)  # the first lost it for good
     gates.release("s", "app", third)
+    assert not gates.renew("s", "app", third, now=21)  # released: nothing to extend
+    assert not gates.renew("s", "app", "anyone", now=21)  # a free lease is not taken so
     assert gates.acquire("s", "app", now=21)[0] is not None

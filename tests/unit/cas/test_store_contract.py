@@ -336,4 +336,7 @@ def test_a_claim_is_exclusive_across_replicas_until_it_expires(
     two.release("singleton/s/app", "h1")  # not h1's any more: nothing happens
     assert one.claim("singleton/s/app", "h3", until=140, now=122) is False
     two.release("singleton/s/app", "h2")
+    assert one.extend("singleton/s/app", "h3", until=150, now=122) is False  # free: not taken
     assert one.claim("singleton/s/app", "h3", until=140, now=122) is True
+    assert two.extend("singleton/s/app", "h3", until=150, now=139) is True
+    assert two.extend("singleton/s/app", "h3", until=160, now=151) is False  # expired

@@ -231,6 +231,52 @@ MESSAGES: list[tuple[str, str, str, str]] = [
         "loads",
     ),
     (
+        "singleton_enclaves", FEATURES["security.singleton_enclaves"],
+        "line 8 column 3: unknown key 'singleton_enclaves' in security; known keys: "
+        "attestation",
+        "loads",
+    ),
+    (
+        "volume export", FEATURES["volume export"],
+        "line 9 column 5: volume 'export' is not supported by cloister: remove it (the CAS "
+        "generates and keeps each volume's key)",
+        "loads",
+    ),
+    (
+        "volume import", FEATURES["volume import"],
+        "line 9 column 5: volume 'import' is not supported by cloister: remove it (the CAS "
+        "generates and keeps each volume's key)",
+        "loads",
+    ),
+    (
+        "otp per service", FEATURES["otp per service, from a binary secret"],
+        "line 7 column 5: unknown key 'one_time_password_shared_secret' in a service; known "
+        "keys: name, image_name, command, environment, pwd, fspf_path, fspf_key, fspf_tag, "
+        "attestation, mrenclaves, platforms",
+        "loads",
+    ),
+    (
+        "ignore_advisories '*'", FEATURES["ignore_advisories '*' without debug-mode"],
+        "line 10 column 24: ignore_advisories '*' is allowed only with debug-mode tolerated",
+        "loads",
+    ),
+    (
+        "pgp-key", UNSERVED["pgp-key secrets"],
+        "line 9 column 11: secret 'my_message_encryption_key': unknown kind 'pgp-key'; use one "
+        "of ascii, binary, private-key, x509, x509-ca",
+        "warning: line 9 column 11: pgp-key secrets is part of SCONE's language; cloister's "
+        "CAS cannot serve it: cloister does not generate OpenPGP keys",
+    ),
+    (
+        "persistency", UNSERVED["'persistency' in a service"],
+        "line 6 column 5: unknown key 'persistency' in a service; known keys: name, "
+        "image_name, command, environment, pwd, fspf_path, fspf_key, fspf_tag, attestation, "
+        "mrenclaves, platforms",
+        "warning: line 6 column 5: 'persistency' in a service is part of SCONE's language; "
+        "cloister's CAS cannot serve it: SCONE's per-service persistency state is "
+        "undocumented; cloister keeps no such state",
+    ),
+    (
         "maa url", UNSERVED["security.attestation.mode maa"],
         "line 10 column 5: unknown key 'url' in security.attestation; known keys: mode, "
         "tolerate, ignore_advisories, tpm_pcrs",
