@@ -12,8 +12,9 @@ is requests answered per wall-clock second over the whole run.  Two kinds:
   over the kept connection, a quote from the LAS (its own HTTP request), the
   evidence over the kept connection, the sealed configuration opened.
 
-All clients share 127.0.0.1, so the bench starts the CAS with its per-address
-limits raised (:data:`BENCH_LIMITS`); every other limit is the default.
+All clients share 127.0.0.1 and one identity, so the bench starts the CAS with
+its per-address limits and the per-creator session quota raised
+(:data:`BENCH_LIMITS`); every other limit is the default.
 Loopback only; every run ends by itself.
 """
 
@@ -44,10 +45,12 @@ PROCESSES = 4
 #: the concurrency levels measured
 CONCURRENCY = (1, 16, 64)
 
-#: per-address limits that one loopback address with 64 busy clients would hit
+#: limits the bench itself would hit: per-address ones (every client is 127.0.0.1 with
+#: one identity) and the per-creator session quota (a run creates thousands)
 BENCH_LIMITS = (
     "nonce_rate=1000000", "nonce_burst=1000000", "attest_rate=1000000",
     "attest_burst=1000000", "max_connections_per_address=1024",
+    "max_sessions_per_creator=100000000",
 )
 
 
