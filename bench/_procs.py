@@ -109,6 +109,11 @@ class Platform:
         return self.cas_state / "cas-ca.pem"
 
     def start(self) -> None:
+        if not (self.cas_state / "seal.json").exists():
+            key_file = self.cas_state.parent / "cas-master.key"
+            subprocess.run([CLOISTER, "cas", "init", "--state", str(self.cas_state), "--seal",
+                            "file", "--key-file", str(key_file)], check=True,
+                           capture_output=True)
         cas, cas_log = self.procs.start(
             "cas", [CLOISTER, "cas", "serve", "--state", str(self.cas_state),
                     "--listen", self.cas_addr, *limit_args(), *self.cas_args])

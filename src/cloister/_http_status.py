@@ -20,6 +20,7 @@ HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
     # before PolicyError, its parent; SecretError first so that 422 alone reads as it
     (errors.SecretError, 422),
     (errors.UnservedFeature, 422),
+    (errors.BadShare, 400),
     (errors.PolicyError, 400),
     (errors.EvidenceError, 400),
     (errors.AuthenticationError, 401),
@@ -32,6 +33,7 @@ HTTP_STATUS: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.PayloadTooLarge, 413),
     (errors.RateLimited, 429),
     (errors.Overloaded, 503),
+    (errors.Sealed, 503),
     (errors.StoreFull, 507),
     (errors.StoreError, 503),
 )

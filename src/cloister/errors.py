@@ -140,6 +140,18 @@ class StoreUnavailable(StoreError):
     code = "store_unavailable"
 
 
+class Sealed(Error):
+    """The CAS is sealed: it serves nothing until its master key is unsealed."""
+
+    code = "sealed"
+
+
+class BadShare(Error):
+    """An unseal share is malformed, from another CAS, or does not fit the others."""
+
+    code = "bad_share"
+
+
 class Overloaded(Error):
     """The service is at a protective limit right now; nothing was done; retry later.
 
@@ -241,3 +253,9 @@ class IntegrityError(Error):
     """A protected file or manifest failed its integrity check; nothing of it was used."""
 
     code = "integrity_error"
+
+
+class RollbackDetected(IntegrityError):
+    """The CAS state is older than its monotonic counter says: a restored copy."""
+
+    code = "rollback"

@@ -57,12 +57,34 @@ class Reply:
         return json.loads(self.body)
 
 
+def init_state(state: Path, *seal_args: str) -> str:
+    """``cloister cas init`` (default: the file seal, its key beside the state directory);
+    its stdout (the shamir shares)."""
+    args = seal_args or ("--seal", "file", "--key-file", str(key_file_of(state)))
+    done = subprocess.run([CLOISTER, "cas", "init", "--state", str(state), *args],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cas init failed: {done.stderr}")
+    return done.stdout
+
+
+def key_file_of(state: Path) -> Path:
+    """Where the harness keeps a file seal's key: outside the state directory."""
+    return state.parent / f"{state.name}-master.key"
+
+
 class CAS:
-    def __init__(self, state: Path, log: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, state: Path, log: Path, extra_args: tuple[str, ...] = (),
+                 *, seal_args: tuple[str, ...] = (), wait_ready: bool = True) -> None:
         self.state = state
         self.log = log
         self.port = free_port()
         self.extra_args = extra_args
+        #: ``cloister cas init`` arguments used on a state directory not initialised yet
+        self.seal_args = seal_args
+        #: wait for /healthz 200 in start() (False: a sealed CAS, wait for its 503)
+        self.wait_ready = wait_ready
+        self.init_output = ""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,6 +92,8 @@ class CAS:
         return f"https://localhost:{self.port}"
 
     def start(self) -> None:
+        if not (self.state / "seal.json").exists() and not (self.state / "master.key").exists():
+            self.init_output = init_state(self.state, *self.seal_args)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [CLOISTER, "cas", "serve", "--state", str(self.state),
@@ -82,7 +106,7 @@ class CAS:
                 raise RuntimeError(f"CAS exited {self.proc.returncode}: {self.log.read_text()}")
             if (self.state / "cas-ca.pem").exists():
                 try:
-                    if self.curl("/healthz").status == 200:
+                    if self.curl("/healthz").status == (200 if self.wait_ready else 503):
                         return
                 except subprocess.CalledProcessError:
                     pass

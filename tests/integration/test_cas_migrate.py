@@ -3,10 +3,11 @@ replica that clients reach with the certificate they pinned before."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
-from cas_harness import CAS, CLOISTER, make_identity
+from cas_harness import CAS, CLOISTER, key_file_of, make_identity
 
 from pg_harness import PostgresCluster
 
@@ -65,7 +66,9 @@ def test_migrate_copies_the_whole_history_and_the_identity(
 
     pinned = (single.state / "cas-ca.pem").read_bytes()
     replica = CAS(tmp_path / "replica", tmp_path / "replica.log",
-                  ("--store", url, "--master-key-file", str(single.state / "master.key")))
+                  ("--store", url, "--master-key-file", str(key_file_of(single.state))))
+    replica.state.mkdir(mode=0o700)  # a replica starts on a copy of the seal
+    shutil.copy(single.state / "seal.json", replica.state / "seal.json")
     replica.start()
     try:
         assert (replica.state / "cas-ca.pem").read_bytes() == pinned
@@ -92,8 +95,8 @@ def test_migrate_refuses_a_target_with_another_ca(tmp_path: Path,
     key = tmp_path / "master.key"  # one master key: only the CA differs
     key.write_bytes(bytes(range(32)))
     key.chmod(0o600)
-    cas = [CAS(tmp_path / f"s{i}", tmp_path / f"s{i}.log", ("--master-key-file", str(key)))
-           for i in range(2)]
+    cas = [CAS(tmp_path / f"s{i}", tmp_path / f"s{i}.log",
+               seal_args=("--seal", "file", "--key-file", str(key))) for i in range(2)]
     for i, one in enumerate(cas):
         one.start()
         assert one.curl("/session", identity=owner, data=SESSION.format(
@@ -102,6 +105,7 @@ def test_migrate_refuses_a_target_with_another_ca(tmp_path: Path,
     url = pg_cluster.url(pg_cluster.new_database("migrate"))
     assert _migrate(cas[0].state, url, key).returncode == 0
     refused = _migrate(cas[1].state, url, key)
-    assert refused.returncode == 5, refused.stderr
-    assert "already has another CAS CA; clients pinned the source's" in refused.stderr
+    # another CAS is another seal: its master key does not open the target's keyring
+    assert refused.returncode == 2, refused.stderr
+    assert "does not open this CAS store's keyring" in refused.stderr
     assert "Traceback" not in refused.stderr

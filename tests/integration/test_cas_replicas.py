@@ -14,15 +14,16 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cas_harness import CAS, Identity, Reply, make_identity
+from cas_harness import CAS, Identity, Reply, init_state, make_identity
 
-from cloister.cas._keys import Sealer
+from cloister.cas import ServerConfig, open_store
 from cloister.policy import load_session
 from pg_harness import PostgresCluster, running_cluster
 
@@ -57,9 +58,14 @@ class Replicas:
         key.chmod(0o600)
         args = ("--store", url, "--master-key-file", str(key))
         self.key = key.read_bytes()
+        self.key_file = key
         self.url = url
         self.cas = [CAS(tmp_path / f"state-{i}", tmp_path / f"cas-{i}.log", args)
                     for i in range(2)]
+        # one seal for both: init once (the key file becomes the master key), copy seal.json
+        init_state(self.cas[0].state, "--seal", "file", "--key-file", str(key), "--store", url)
+        self.cas[1].state.mkdir(mode=0o700)
+        shutil.copy(self.cas[0].state / "seal.json", self.cas[1].state / "seal.json")
 
     def start(self) -> None:
         for cas in self.cas:
@@ -191,7 +197,6 @@ def test_attestation_nonce_from_one_replica_config_from_the_other(
 
 def test_kill9_of_a_replica_mid_write_loses_nothing_acknowledged(
         replicas: Replicas, owner: Identity) -> None:
-    from cloister.cas._postgres import PostgresStore  # noqa: PLC0415
 
     victim, survivor = replicas.cas
     acknowledged: list[str] = []
@@ -226,7 +231,8 @@ def test_kill9_of_a_replica_mid_write_loses_nothing_acknowledged(
     for name in acknowledged:
         read = survivor.curl(f"/v1/sessions/{name}", identity=owner)
         assert read.status == 200, (name, read.body)
-    store = PostgresStore(replicas.url, Sealer(replicas.key))
+    store = open_store(ServerConfig(state=replicas.cas[0].state, store_url=replicas.url,
+                                    master_key_file=replicas.key_file))
     try:
         assert store.check_integrity() == []
         for name in store.names():

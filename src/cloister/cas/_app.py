@@ -35,8 +35,8 @@ from cloister.cas._keygen import request_scope
 from cloister.cas._metrics import Metrics
 from cloister.cas._ratelimit import RateLimiter, client_key, retry_after
 from cloister.cas._routes import Auth, Route
+from cloister.cas._sealed_store import SealedStore
 from cloister.cas._sessions import SessionService
-from cloister.cas.store import Store
 
 _log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ _STATUS_TEXT = {
 class AppContext:
     """Everything handlers may use.  ``extensions`` holds per-feature state (e.g. nonces)."""
 
-    store: Store
+    store: SealedStore
     sessions: SessionService
     audit: AuditLog
     metrics: Metrics
@@ -147,9 +147,13 @@ def _drain(environ: dict[str, Any]) -> None:
 class CASApp:
     """WSGI callable.  Build it with :func:`cloister.cas.create_app`."""
 
-    def __init__(self, ctx: AppContext, routes: Sequence[Route]) -> None:
+    def __init__(
+        self, ctx: AppContext, routes: Sequence[Route], *, fallback: Route | None = None
+    ) -> None:
         self.ctx = ctx
         self.routes = tuple(routes)
+        #: answers every request no route matches (a sealed CAS: 503 ``sealed``)
+        self.fallback = fallback
 
     def _resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
@@ -177,7 +181,12 @@ class CASApp:
                 path = str(environ.get("PATH_INFO", "")).encode("latin-1").decode("utf-8")
             except UnicodeError:
                 raise errors.RequestError("the request path is not valid UTF-8") from None
-            route, params = self._resolve(method, path)
+            try:
+                route, params = self._resolve(method, path)
+            except (errors.NotFound, MethodNotAllowed):
+                if self.fallback is None:
+                    raise
+                route, params = self.fallback, {}
             label = route.pattern
             self.ctx.limit_rate(route.rate, environ)
             caller = _caller(environ)

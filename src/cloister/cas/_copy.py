@@ -3,10 +3,11 @@
 ``cloister cas migrate --from DIR --to postgresql://…`` moves a single CAS
 (SQLite in ``DIR``) onto a shared store for replicas.  Steps, in order:
 
-1. open both stores with the same master key (replicas all unseal it);
-2. carry the CAS identity over: the CA of ``DIR`` (its key and certificate
-   files) becomes the target's sealed service CA, so clients keep the
-   certificate they pinned; a target that already has another CA is refused;
+1. open both stores behind the same seal (``DIR/seal.json``; replicas start
+   on copies of it), each with its own keyring under the one master key;
+2. carry the CAS identity over: its sealed CA and server keys and
+   certificates, so clients keep the certificate they pinned; a target that
+   already has another CA is refused;
 3. per session name, replay every version oldest first — the first as a
    create, each later one as an update on its predecessor — with its secrets
    (opened from the source, sealed again by the target; plaintext only in
@@ -21,14 +22,13 @@ Stop the source CAS first: writes made during the copy are not carried over.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cloister import errors
-from cloister.cas._identity import CA_CERT, CA_KEY
-from cloister.cas._shared_identity import CA_SERVICE_KEY
-from cloister.cas.store import Store
+from cloister.cas._identity import IDENTITY_KEYS
+from cloister.cas._sealed_store import SealedStore as Store
+
+_CA_CERT = "identity/ca-cert"
 
 
 @dataclass
@@ -41,29 +41,20 @@ class CopyReport:
     problems: list[str] = field(default_factory=list)
 
 
-def source_ca(state: Path) -> bytes | None:
-    """The CA of a single CAS's state directory as a service key blob, or None."""
-    key, cert = state / CA_KEY, state / CA_CERT
-    if not (key.exists() and cert.exists()):
-        return None
-    return json.dumps({"key": key.read_text(), "cert": cert.read_text()}).encode()
-
-
-def _ca_cert(blob: bytes | None) -> str | None:
-    return None if blob is None else str(json.loads(blob)["cert"]).strip()
-
-
-def copy_store(source: Store, target: Store, ca: bytes | None) -> CopyReport:
-    """Steps 2-4 of the module docstring; ``ca``: :func:`source_ca` of the source."""
+def copy_store(source: Store, target: Store) -> CopyReport:
+    """Steps 2-4 of the module docstring."""
     report = CopyReport()
     # 2. one identity: the pinned CA moves with the sessions
-    if ca is not None:
-        stored = target.add_service_key(CA_SERVICE_KEY, ca)
-        if _ca_cert(stored) != _ca_cert(ca):
-            raise errors.Conflict(
-                "the target store already has another CAS CA; clients pinned the source's",
-                details=["migrate into an empty database, or into the one you migrated before"],
-            )
+    theirs = target.get_sealed(_CA_CERT)
+    if theirs is not None and theirs != source.get_sealed(_CA_CERT):
+        raise errors.Conflict(
+            "the target store already has another CAS CA; clients pinned the source's",
+            details=["migrate into an empty database, or into the one you migrated before"],
+        )
+    for key in IDENTITY_KEYS:
+        value = source.get_sealed(key)
+        if value is not None and target.get_sealed(key) is None:
+            target.put_sealed(key, value)
     # 3. replay each history
     for name in source.names():
         history = source.history(name)
@@ -84,11 +75,11 @@ def copy_store(source: Store, target: Store, ca: bytes | None) -> CopyReport:
             report.versions += 1
             report.secrets += len(values)
     # 4. verify
-    report.problems = verify_copy(source, target, ca)
+    report.problems = verify_copy(source, target)
     return report
 
 
-def verify_copy(source: Store, target: Store, ca: bytes | None) -> list[str]:
+def verify_copy(source: Store, target: Store) -> list[str]:
     """Every difference between ``source`` and ``target`` (empty: an exact copy)."""
     problems: list[str] = []
     names, copied = source.names(), target.names()
@@ -105,7 +96,7 @@ def verify_copy(source: Store, target: Store, ca: bytes | None) -> list[str]:
         for record in history:
             if source.secrets(name, record.hash) != target.secrets(name, record.hash):
                 problems.append(f"session {name!r} version {record.hash}: secrets differ")
-    if ca is not None and _ca_cert(target.service_key(CA_SERVICE_KEY)) != _ca_cert(ca):
+    if target.get_sealed(_CA_CERT) != source.get_sealed(_CA_CERT):
         problems.append("the target's CAS CA is not the source's")
     problems += [f"target: {p}" for p in target.check_integrity()]
     return problems

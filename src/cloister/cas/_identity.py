@@ -1,11 +1,18 @@
-"""The CAS's own TLS identity: a CA and a server certificate it issues.
+"""The CAS's own TLS identity: a CA, the server certificate it issues, and (``shamir``
+seal) a sealed-mode certificate.
 
 Invariants:
-- created once in the state directory (all files 0600) and reused on every
-  restart, so a client that pinned the CA certificate keeps trusting the CAS;
+- the CA and server private keys live only in the store, sealed under the
+  data key (``sealed:identity/…``); the certificates are in the store too and
+  exported to ``cas-ca.pem`` / ``cas-server.pem`` in the state directory (public);
+- created once at ``cloister cas init`` and reused on every restart and
+  unseal, so a client that pinned the CA certificate keeps trusting the CAS;
 - the server certificate is re-issued (by the same CA) only when a requested
   name is not already in its SANs or it is close to expiry;
-- private keys are never logged.
+- the sealed-mode certificate (:mod:`cloister._sealmark`) is issued by the CA
+  at init; its key is the one key in the state directory, and clients refuse
+  it for anything but "the CAS is sealed";
+- private keys are never logged or printed (``repr`` hides them).
 """
 
 from __future__ import annotations
@@ -13,10 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import os
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -24,29 +30,39 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cloister.cas._keys import check_private_file, write_private_file
+from cloister import errors
+from cloister._sealmark import SEALED_MODE_OID
+from cloister.cas._keys import replace_private_file
+from cloister.cas._sealed_store import SealedStore
 
 _log = logging.getLogger(__name__)
 
 CA_CERT = "cas-ca.pem"
-CA_KEY = "cas-ca-key.pem"
 SERVER_CERT = "cas-server.pem"
-SERVER_KEY = "cas-server-key.pem"
+SEALED_CERT = "cas-sealed.pem"
+SEALED_KEY = "cas-sealed-key.pem"
+#: files of the first release (plaintext private keys), removed by migrate-state
+LEGACY_CA_KEY = "cas-ca-key.pem"
+LEGACY_SERVER_KEY = "cas-server-key.pem"
 
 _CA_LIFETIME = dt.timedelta(days=3650)
 _SERVER_LIFETIME = dt.timedelta(days=825)
 _RENEW_BEFORE = dt.timedelta(days=30)
 
+_CA_KEY, _SERVER_KEY = "identity/ca-key", "identity/server-key"
+_CA_CERT, _SERVER_CHAIN = "identity/ca-cert", "identity/server-chain"
+#: what a copy of the store to another backend carries over (``cloister cas migrate``)
+IDENTITY_KEYS = (_CA_KEY, _CA_CERT, _SERVER_KEY, _SERVER_CHAIN)
+
 
 @dataclass(frozen=True)
 class CASIdentity:
-    """Paths of the CAS identity files plus the PEM of the CA certificate clients pin."""
+    """The certificate clients pin, the server chain file, and the server key (in memory)."""
 
     ca_cert_path: Path
     server_cert_path: Path
-    server_key_path: Path
     ca_cert_pem: str
-    ca_key_path: Path
+    server_key_pem: bytes = field(repr=False)
 
 
 def default_names(extra: Iterable[str] = ()) -> list[str]:
@@ -71,17 +87,20 @@ def _san(names: Iterable[str]) -> x509.SubjectAlternativeName:
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cloister CAS CA")])
     now = _now()
@@ -109,18 +128,21 @@ def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 
 def _new_server(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: list[str]
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: list[str],
+    *, sealed_mode: bool = False,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    cert = (
+    common_name = "cloister CAS (sealed mode)" if sealed_mode else "cloister CAS"
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cloister CAS")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(min(now + _SERVER_LIFETIME, ca_cert.not_valid_after_utc))
+        .not_valid_after(ca_cert.not_valid_after_utc if sealed_mode
+                         else min(now + _SERVER_LIFETIME, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_san(names), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -128,9 +150,11 @@ def _new_server(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
-        .sign(ca_key, hashes.SHA256())
     )
-    return key, cert
+    if sealed_mode:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(SEALED_MODE_OID, b"\x05\x00"), critical=False)
+    return key, builder.sign(ca_key, hashes.SHA256())
 
 
 def _server_covers(cert: x509.Certificate, names: list[str]) -> bool:
@@ -151,51 +175,74 @@ def _server_covers(cert: x509.Certificate, names: list[str]) -> bool:
     return wanted <= have
 
 
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    write_private_file(tmp, data)
-    os.replace(tmp, path)
+def _load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise errors.StoreError("the CAS's stored private key is not an EC key")
+    return key
 
 
-def load_or_create_identity(state: Path, names: Iterable[str] = ()) -> CASIdentity:
-    """Load the CAS identity from ``state``, creating whatever is missing.
+def import_identity(store: SealedStore, ca_key_pem: bytes, ca_cert_pem: bytes,
+                    server_key_pem: bytes | None, server_chain_pem: bytes | None) -> None:
+    """Put an identity into the store (init, or migrating files of the first release);
+    parts already there are kept (a rerun after a crash changes nothing)."""
+    for key, value in ((_CA_KEY, ca_key_pem), (_CA_CERT, ca_cert_pem),
+                       (_SERVER_KEY, server_key_pem), (_SERVER_CHAIN, server_chain_pem)):
+        if value is not None and store.get_sealed(key) is None:
+            store.put_sealed(key, value)
 
-    ``names`` are added to :func:`default_names` for the server certificate SANs.
-    """
+
+def create_identity(store: SealedStore, state: Path, names: Iterable[str] = (),
+                    *, sealed_mode: bool = False) -> CASIdentity:
+    """A new CA and server certificate in ``store`` (and, for ``shamir``, the sealed-mode
+    certificate in ``state``); returns the loaded identity."""
     wanted = default_names(names)
-    ca_key_path, ca_cert_path = state / CA_KEY, state / CA_CERT
-    srv_key_path, srv_cert_path = state / SERVER_KEY, state / SERVER_CERT
-    if ca_key_path.exists() and ca_cert_path.exists():
-        for path in (ca_key_path, ca_cert_path):
-            check_private_file(path)
-        ca_key_any = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        assert isinstance(ca_key_any, ec.EllipticCurvePrivateKey)
-        ca_key = ca_key_any
-        ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
-    else:
-        ca_key, ca_cert = _new_ca()
-        _replace(ca_key_path, _key_pem(ca_key))
-        _replace(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM))
-        _log.info("created CAS CA certificate %s", ca_cert_path)
-    reissue = True
-    if srv_key_path.exists() and srv_cert_path.exists():
-        for path in (srv_key_path, srv_cert_path):
-            check_private_file(path)
-        leaf = x509.load_pem_x509_certificates(srv_cert_path.read_bytes())[0]
-        reissue = not (leaf.issuer == ca_cert.subject and _server_covers(leaf, wanted))
-    if reissue:
+    if store.get_sealed(_CA_KEY) is None:
+        ca_key, ca_cert = new_ca()
         srv_key, srv_cert = _new_server(ca_key, ca_cert, wanted)
-        _replace(srv_key_path, _key_pem(srv_key))
-        chain = srv_cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(
-            serialization.Encoding.PEM
-        )
-        _replace(srv_cert_path, chain)
+        import_identity(store, _key_pem(ca_key), _pem(ca_cert), _key_pem(srv_key),
+                        _pem(srv_cert) + _pem(ca_cert))
+    if sealed_mode:
+        write_sealed_mode_identity(store, state, wanted)
+    return load_identity(store, state, names)
+
+
+def write_sealed_mode_identity(store: SealedStore, state: Path, names: list[str]) -> None:
+    ca_pem = store.get_sealed(_CA_KEY)
+    ca_cert_pem = store.get_sealed(_CA_CERT)
+    assert ca_pem is not None and ca_cert_pem is not None
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    key, cert = _new_server(_load_key(ca_pem), ca_cert, names, sealed_mode=True)
+    replace_private_file(state / SEALED_KEY, _key_pem(key))
+    replace_private_file(state / SEALED_CERT, _pem(cert) + _pem(ca_cert))
+
+
+def load_identity(store: SealedStore, state: Path, names: Iterable[str] = ()) -> CASIdentity:
+    """The identity from the store; re-issues the server certificate when needed and
+    (re)writes the public certificate files in ``state``."""
+    wanted = default_names(names)
+    ca_cert_pem = store.get_sealed(_CA_CERT)
+    chain = store.get_sealed(_SERVER_CHAIN)
+    server_key = store.get_sealed(_SERVER_KEY)
+    if ca_cert_pem is None:
+        raise errors.StoreError("the CAS store holds no CA certificate: run cloister cas init")
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    leaf = x509.load_pem_x509_certificates(chain)[0] if chain else None
+    if server_key is None or leaf is None or not (
+            leaf.issuer == ca_cert.subject and _server_covers(leaf, wanted)):
+        ca_key_pem = store.get_sealed(_CA_KEY)
+        assert ca_key_pem is not None
+        key, cert = _new_server(_load_key(ca_key_pem), ca_cert, wanted)
+        server_key, chain = _key_pem(key), _pem(cert) + _pem(ca_cert)
+        store.replace_sealed(_SERVER_KEY, server_key)
+        store.replace_sealed(_SERVER_CHAIN, chain)
         _log.info("issued CAS server certificate for %s", ", ".join(wanted))
+    assert chain is not None and server_key is not None
+    for name, data in ((CA_CERT, ca_cert_pem), (SERVER_CERT, chain)):
+        path = state / name
+        if not path.exists() or path.read_bytes() != data:
+            replace_private_file(path, data)
     return CASIdentity(
-        ca_cert_path=ca_cert_path,
-        server_cert_path=srv_cert_path,
-        server_key_path=srv_key_path,
-        ca_cert_pem=ca_cert_path.read_text(),
-        ca_key_path=ca_key_path,
+        ca_cert_path=state / CA_CERT, server_cert_path=state / SERVER_CERT,
+        ca_cert_pem=ca_cert_pem.decode("ascii"), server_key_pem=server_key,
     )

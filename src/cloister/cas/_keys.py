@@ -1,11 +1,11 @@
-"""Master key and AES-256-GCM sealing of secret material at rest.
+"""Key files, and the first release's sealing (read only during ``migrate-state``).
 
 Invariants:
-- the master key is 32 random bytes in a file of mode 0600, created with
-  ``os.open(..., O_CREAT | O_EXCL, 0o600)`` so no umask can widen it;
-- every sealed blob is ``version byte ‖ 12-byte random nonce ‖ ciphertext+tag``
-  and is bound by its AAD to the session name, session hash and secret name,
-  so a blob copied to another row fails to open;
+- a key file is created with ``os.open(..., O_CREAT | O_EXCL, 0o600)`` so no
+  umask can widen it, and refused when group or others can access it;
+- :class:`LegacySealer` opens the blobs of a version-1 store (``version byte
+  ‖ 12-byte nonce ‖ ciphertext+tag`` under ``STATE/master.key``); nothing new
+  is sealed with it (see :mod:`cloister.cas._keyring`);
 - failures never carry key or plaintext bytes in their messages.
 """
 
@@ -23,41 +23,62 @@ from cloister._files import check_private_file, write_private_file
 KEY_SIZE = 32
 _NONCE_SIZE = 12
 _FORMAT_V1 = b"\x01"
+#: AAD of the version-1 store's ``meta.key_check`` row
+LEGACY_KEY_CHECK_AAD = b"cloister-master-key-check"
 
-__all__ = ["KEY_SIZE", "Sealer", "check_private_file", "load_or_create_master_key",
-           "secret_aad", "write_private_file"]
 
 
-def load_or_create_master_key(path: Path, *, create: bool = True) -> bytes:
-    """Return the 32-byte master key in ``path``, creating it (0600) if allowed and absent."""
+def replace_private_file(path: Path, data: bytes) -> None:
+    """Atomically (write, fsync, rename, fsync the directory) make ``path`` hold ``data``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    write_private_file(tmp, data)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_key_file(path: Path) -> bytes:
+    """The 32 raw bytes of a key file (0600), with a clear error for anything else."""
     if not path.exists():
-        if not create:
-            raise errors.ConfigError(
-                f"master key file {path} does not exist",
-                details=["give an existing 32-byte key file or omit --master-key-file"],
-            )
-        write_private_file(path, os.urandom(KEY_SIZE))
+        raise errors.ConfigError(
+            f"key file {path} does not exist",
+            details=["give the key file this CAS was initialised with"],
+        )
     check_private_file(path)
     key = path.read_bytes()
     if len(key) != KEY_SIZE:
         raise errors.ConfigError(
-            f"master key file {path} holds {len(key)} bytes, expected {KEY_SIZE}",
+            f"key file {path} holds {len(key)} bytes, expected {KEY_SIZE}",
             details=["the file must contain exactly 32 raw random bytes (head -c 32 /dev/urandom)"],
         )
     return key
 
 
-def secret_aad(session: str, session_hash: str, secret: str, creator_key_hash: str) -> bytes:
-    """AAD binding a blob to its row and to the session's creator (who holds CREATOR
-    rights): a store writer who changes the creator column makes the secrets unreadable.
-    NUL separators make the encoding unambiguous."""
-    return b"cloister-secret-v2\0" + b"\0".join(
-        part.encode("utf-8") for part in (session, session_hash, secret, creator_key_hash)
-    )
+def shred(path: Path) -> None:
+    """Overwrite a file with zeros, fsync, unlink (best effort against the file system;
+    no guarantee against SSD remapping or older backups)."""
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, bytes(size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
 
 
-class Sealer:
-    """AES-256-GCM under the master key.  Holds the key; never prints it."""
+class LegacySealer:
+    """AES-256-GCM under a version-1 ``master.key``.  Holds the key; never prints it."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_SIZE:
@@ -65,9 +86,10 @@ class Sealer:
         self._aead = AESGCM(key)
 
     def __repr__(self) -> str:
-        return "Sealer(<master key hidden>)"
+        return "LegacySealer(<master key hidden>)"
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        """A version-1 blob (tests build version-1 stores with it)."""
         nonce = os.urandom(_NONCE_SIZE)
         return _FORMAT_V1 + nonce + self._aead.encrypt(nonce, plaintext, aad)
 

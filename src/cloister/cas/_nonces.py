@@ -30,10 +30,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING, Protocol
 
 _VERSION = b"\x01"
 _DOMAIN = b"cloister-nonce-v1"
@@ -43,18 +40,16 @@ NONCE_SIZE = _BODY + _TAG
 #: seconds a nonce may appear to come from the future (another replica's clock)
 CLOCK_SKEW = 5.0
 
+if TYPE_CHECKING:
+    from cloister.cas._keyring import Keyring
+
 REASON = "nonce is unknown, expired or already used: request a fresh nonce and attest again"
 
 
-def nonce_key(master_key: bytes) -> bytes:
-    """The nonce MAC key, derived from the master key (HKDF-SHA256, its own label).
-
-    The one place that knows where the key comes from: when the master key becomes
-    a keyring, this calls the keyring's derivation instead.
-    """
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"cloister cas attestation nonce key v1")
-    return hkdf.derive(master_key)
+def nonce_key(keyring: Keyring) -> bytes:
+    """The nonce MAC key, derived from the unsealed master key (its own purpose label), so
+    every replica sharing the seal computes the same key."""
+    return keyring.derive_key(b"cloister cas attestation nonce key v1")
 
 
 class SpentSet(Protocol):

@@ -14,8 +14,11 @@ How each invariant of :mod:`cloister.cas.store` holds with several replicas:
 - **Atomicity**: pointer, version and secrets are one transaction (the
   pointer's foreign key is checked at commit).  A replica killed mid-write
   drops its connection and PostgreSQL rolls the transaction back.
-- **History**: triggers refuse ``UPDATE``, ``DELETE`` and ``TRUNCATE`` on
-  versions, secrets and service keys.
+- **History**: triggers refuse ``DELETE`` and ``TRUNCATE`` on versions and
+  secrets, and every ``UPDATE`` but of the sealed blob (a rewrap).
+- **Head**: the head row is read ``FOR UPDATE`` in every write transaction
+  (an advisory lock covers the first write, before the row exists).
+- **Only sealed blobs** arrive here (:mod:`cloister.cas._sealed_store`).
 - **Durability**: every connection sets ``synchronous_commit=on``; an answer
   is sent only after ``COMMIT`` returned, i.e. after the WAL reached disk (and
   synchronous standbys, where the operator configured them).
@@ -43,18 +46,15 @@ import psycopg.errors
 from psycopg import conninfo as pg_conninfo
 
 from cloister import errors
-from cloister.cas._keys import Sealer, secret_aad
 from cloister.cas._pg_pool import ConnectionPool, PoolExhausted
 from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
 from cloister.cas._store_common import (
-    check_master_key,
     name_taken,
     no_such_session,
-    sealed_problems,
     stale_predecessor,
     version_taken,
 )
-from cloister.cas.store import KEY_CHECK_AAD, SessionRecord, service_key_aad
+from cloister.cas.store import BlobRef, HeadUpdate, Rewrapper, StoredVersion
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -122,13 +122,49 @@ CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT NOT NULL,
                      until DOUBLE PRECISION NOT NULL);
 CREATE INDEX claims_expiry ON claims (until);
 """),
+    Migration(5, "sealed session texts; blobs may be rewrapped (key rotation)", """
+ALTER TABLE session_versions RENAME COLUMN text TO sealed_text;
+ALTER TABLE session_versions ALTER COLUMN sealed_text TYPE BYTEA
+    USING convert_to(sealed_text, 'UTF8');
+CREATE OR REPLACE FUNCTION cloister_blob_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION '% is append-only', TG_TABLE_NAME
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF TG_TABLE_NAME = 'secrets' THEN
+        IF (NEW.session, NEW.hash, NEW.secret) IS DISTINCT FROM
+           (OLD.session, OLD.hash, OLD.secret) THEN
+            RAISE EXCEPTION 'secrets are append-only'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+    ELSIF (NEW.id, NEW.name, NEW.hash, NEW.predecessor, NEW.creator_key_hash,
+           NEW.creator_cert_pem, NEW.created_at) IS DISTINCT FROM
+          (OLD.id, OLD.name, OLD.hash, OLD.predecessor, OLD.creator_key_hash,
+           OLD.creator_cert_pem, OLD.created_at) THEN
+        RAISE EXCEPTION 'session history is append-only'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER session_versions_append_only ON session_versions;
+CREATE TRIGGER session_versions_append_only BEFORE UPDATE OR DELETE ON session_versions
+    FOR EACH ROW EXECUTE FUNCTION cloister_blob_only();
+DROP TRIGGER secrets_append_only ON secrets;
+CREATE TRIGGER secrets_append_only BEFORE UPDATE OR DELETE ON secrets
+    FOR EACH ROW EXECUTE FUNCTION cloister_blob_only();
+DELETE FROM meta WHERE key = 'key_check';
+"""),
 )
+#: serializes the first write, which creates the head row
+_HEAD_LOCK = 0x636C6F6973686564  # "cloished"
 
-_COLUMNS = "name, hash, predecessor, text, creator_key_hash, creator_cert_pem, created_at"
-_SECRETS_WITH_CREATOR = (
-    "SELECT s.session, s.hash, s.secret, s.blob, v.creator_key_hash FROM secrets s "
-    "JOIN session_versions v ON v.name = s.session AND v.hash = s.hash"
-)
+_COLUMNS = "name, hash, predecessor, sealed_text, creator_key_hash, creator_cert_pem, created_at"
+
+
+def _version(row: Any) -> StoredVersion:
+    name, h, pred, text, creator, pem, at = row
+    return StoredVersion(name, h, pred, bytes(text), creator, pem, float(at))
 
 
 @dataclass(frozen=True)
@@ -174,10 +210,9 @@ def _lost(exc: psycopg.Error, conn: psycopg.Connection[Any] | None) -> bool:
 class PostgresStore:
     """Sessions and sealed secrets in a PostgreSQL database (see the module docstring)."""
 
-    def __init__(self, url: str, sealer: Sealer, settings: PostgresSettings | None = None) -> None:
+    def __init__(self, url: str, settings: PostgresSettings | None = None) -> None:
         self.url = url
         self.where = describe_url(url)
-        self._sealer = sealer
         self._settings = settings or PostgresSettings()
         self._next_sweep = 0.0
         s = self._settings
@@ -282,11 +317,6 @@ class PostgresStore:
         return int(row[0]) if row and row[0] is not None else 0
 
     def _init_meta(self, db: psycopg.Connection[Any]) -> None:
-        db.execute("INSERT INTO meta VALUES ('key_check', %s) ON CONFLICT (key) DO NOTHING",
-                   (self._sealer.seal(b"ok", KEY_CHECK_AAD),))
-        row = db.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
-        assert row is not None
-        check_master_key(self._sealer, bytes(row[0]), str(self.where))
         fsync = db.execute("SHOW fsync").fetchone()
         if fsync is not None and fsync[0] != "on":
             _log.warning("PostgreSQL of %s runs with fsync=%s: acknowledged writes can be lost "
@@ -294,65 +324,70 @@ class PostgresStore:
 
     # --- writes --------------------------------------------------------------
 
-    def _insert(self, db: psycopg.Connection[Any], rec: SessionRecord,
-                secrets: Mapping[str, bytes]) -> None:
+    def _insert(self, db: psycopg.Connection[Any], v: StoredVersion,
+                secrets: Mapping[str, bytes], head: HeadUpdate) -> None:
         added = db.execute(
             f"INSERT INTO session_versions ({_COLUMNS}) "  # noqa: S608
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name, hash) DO NOTHING",
-            (rec.name, rec.hash, rec.predecessor, rec.text, rec.creator_key_hash,
-             rec.creator_cert_pem, rec.created_at),
+            (v.name, v.hash, v.predecessor, v.sealed_text, v.creator_key_hash,
+             v.creator_cert_pem, v.created_at),
         ).rowcount
         if added != 1:
-            raise version_taken(rec.name, rec.hash)
+            raise version_taken(v.name, v.hash)
         with db.cursor() as cur:
             cur.executemany(
                 "INSERT INTO secrets (session, hash, secret, blob) VALUES (%s, %s, %s, %s)",
-                [(rec.name, rec.hash, secret,
-                  self._sealer.seal(value, secret_aad(rec.name, rec.hash, secret,
-                                                      rec.creator_key_hash)))
-                 for secret, value in sorted(secrets.items())],
+                [(v.name, v.hash, secret, blob) for secret, blob in sorted(secrets.items())],
             )
+        row = db.execute("SELECT value FROM meta WHERE key='head' FOR UPDATE").fetchone()
+        if row is None:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_HEAD_LOCK,))
+            row = db.execute("SELECT value FROM meta WHERE key='head' FOR UPDATE").fetchone()
+        db.execute("INSERT INTO meta VALUES ('head', %s) ON CONFLICT (key) DO UPDATE "
+                   "SET value = EXCLUDED.value", (head(None if row is None else bytes(row[0])),))
 
-    def create(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+    def create(self, version: StoredVersion, secrets: Mapping[str, bytes],
+               head: HeadUpdate) -> None:
         def work(db: psycopg.Connection[Any]) -> None:
             taken = db.execute(
                 "INSERT INTO current_sessions (name, hash) VALUES (%s, %s) "
-                "ON CONFLICT (name) DO NOTHING", (record.name, record.hash),
+                "ON CONFLICT (name) DO NOTHING", (version.name, version.hash),
             ).rowcount
             if taken != 1:
-                raise name_taken(record.name)
-            self._insert(db, record, secrets)
+                raise name_taken(version.name)
+            self._insert(db, version, secrets, head)
         self._run(work, write=True)
 
-    def update(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+    def update(self, version: StoredVersion, secrets: Mapping[str, bytes],
+               head: HeadUpdate) -> None:
         def work(db: psycopg.Connection[Any]) -> None:
             moved = db.execute(
                 "UPDATE current_sessions SET hash=%s WHERE name=%s AND hash=%s",
-                (record.hash, record.name, record.predecessor),
+                (version.hash, version.name, version.predecessor),
             ).rowcount
             if moved != 1:
                 row = db.execute("SELECT hash FROM current_sessions WHERE name=%s",
-                                 (record.name,)).fetchone()
+                                 (version.name,)).fetchone()
                 if row is None:
-                    raise no_such_session(record.name)
-                raise stale_predecessor(record.name, record.predecessor, row[0])
-            self._insert(db, record, secrets)
+                    raise no_such_session(version.name)
+                raise stale_predecessor(version.name, version.predecessor, row[0])
+            self._insert(db, version, secrets, head)
         self._run(work, write=True)
 
     # --- reads ---------------------------------------------------------------
 
-    def _records(self, sql: str, args: tuple[object, ...]) -> list[SessionRecord]:
+    def _records(self, sql: str, args: tuple[object, ...]) -> list[StoredVersion]:
         rows = self._run(lambda db: db.execute(sql, args).fetchall(), write=False)
-        return [SessionRecord(*row) for row in rows]
+        return [_version(row) for row in rows]
 
-    def current(self, name: str) -> SessionRecord | None:
+    def current(self, name: str) -> StoredVersion | None:
         found = self._records(
             f"SELECT {', '.join('v.' + c.strip() for c in _COLUMNS.split(','))} "  # noqa: S608
             "FROM current_sessions c JOIN session_versions v ON v.name=c.name AND v.hash=c.hash "
             "WHERE c.name=%s", (name,))
         return found[0] if found else None
 
-    def version(self, name: str, session_hash: str) -> SessionRecord | None:
+    def version(self, name: str, session_hash: str) -> StoredVersion | None:
         found = self._records(
             f"SELECT {_COLUMNS} FROM session_versions WHERE name=%s AND hash=%s",  # noqa: S608
             (name, session_hash))
@@ -363,19 +398,16 @@ class PostgresStore:
             "SELECT DISTINCT name FROM session_versions ORDER BY name").fetchall(), write=False)
         return [str(row[0]) for row in rows]
 
-    def history(self, name: str) -> list[SessionRecord]:
+    def history(self, name: str) -> list[StoredVersion]:
         return self._records(
             f"SELECT {_COLUMNS} FROM session_versions WHERE name=%s ORDER BY id",  # noqa: S608
             (name,))
 
     def secrets(self, name: str, session_hash: str) -> dict[str, bytes]:
         rows = self._run(lambda db: db.execute(
-            _SECRETS_WITH_CREATOR + " WHERE s.session=%s AND s.hash=%s",
+            "SELECT secret, blob FROM secrets WHERE session=%s AND hash=%s",
             (name, session_hash)).fetchall(), write=False)
-        return {
-            secret: self._sealer.open(bytes(blob), secret_aad(name, session_hash, secret, creator))
-            for _, _, secret, blob, creator in rows
-        }
+        return {str(secret): bytes(blob) for secret, blob in rows}
 
     def session_count(self) -> int:
         row = self._run(lambda db: db.execute(
@@ -388,21 +420,28 @@ class PostgresStore:
             (creator_key_hash,)).fetchone(), write=False)
         return int(row[0]) if row else 0
 
-    # --- what replicas share besides sessions --------------------------------
+    # --- meta, nonces ---------------------------------------------------------
 
-    def service_key(self, name: str) -> bytes | None:
+    def get_meta(self, key: str) -> bytes | None:
         row = self._run(lambda db: db.execute(
-            "SELECT blob FROM service_keys WHERE name=%s", (name,)).fetchone(), write=False)
-        return None if row is None else self._sealer.open(bytes(row[0]), service_key_aad(name))
+            "SELECT value FROM meta WHERE key=%s", (key,)).fetchone(), write=False)
+        return None if row is None else bytes(row[0])
 
-    def add_service_key(self, name: str, value: bytes) -> bytes:
-        def work(db: psycopg.Connection[Any]) -> bytes:
-            db.execute("INSERT INTO service_keys VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                       (name, self._sealer.seal(value, service_key_aad(name))))
-            row = db.execute("SELECT blob FROM service_keys WHERE name=%s", (name,)).fetchone()
-            assert row is not None
-            return bytes(row[0])
-        return self._sealer.open(self._run(work, write=True), service_key_aad(name))
+    def put_meta(self, key: str, value: bytes | None, *, expected: bytes | None) -> None:
+        def work(db: psycopg.Connection[Any]) -> int:
+            if expected is None:
+                if value is None:
+                    return 1 if db.execute("SELECT 1 FROM meta WHERE key=%s",
+                                           (key,)).fetchone() is None else 0
+                return int(db.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) "
+                                      "DO NOTHING", (key, value)).rowcount)
+            if value is None:
+                return int(db.execute("DELETE FROM meta WHERE key=%s AND value=%s",
+                                      (key, expected)).rowcount)
+            return int(db.execute("UPDATE meta SET value=%s WHERE key=%s AND value=%s",
+                                  (value, key, expected)).rowcount)
+        if self._run(work, write=True) != 1:
+            raise errors.Conflict(f"store metadata {key!r} changed concurrently")
 
     def spend_nonce(self, nonce: bytes, expires_at: float) -> bool:
         """One insert under a unique key, visible to every replica at once.  Not waited
@@ -447,18 +486,64 @@ class PostgresStore:
 
     # --- maintenance ---------------------------------------------------------
 
+    _BLOBS: dict[str, tuple[str, str]] = {  # noqa: RUF012 — constant
+        "text": ("SELECT id, name, hash, creator_key_hash, sealed_text FROM session_versions "
+                 "WHERE id > %s ORDER BY id LIMIT %s",
+                 "UPDATE session_versions SET sealed_text=%s WHERE id=%s AND sealed_text=%s"),
+        "secret": ("SELECT s.session, s.hash, s.secret, v.creator_key_hash, s.blob FROM secrets s "
+                   "JOIN session_versions v ON v.name = s.session AND v.hash = s.hash "
+                   "WHERE (s.session, s.hash, s.secret) > (%s, %s, %s) "
+                   "ORDER BY s.session, s.hash, s.secret LIMIT %s",
+                   "UPDATE secrets SET blob=%s WHERE session=%s AND hash=%s AND secret=%s "
+                   "AND blob=%s"),
+        "meta": ("SELECT key, value FROM meta WHERE key LIKE 'sealed:%%' AND key > %s "
+                 "ORDER BY key LIMIT %s",
+                 "UPDATE meta SET value=%s WHERE key=%s AND value=%s"),
+    }
+
+    def rewrap(self, fn: Rewrapper, *, batch: int = 200) -> int:
+        replaced = 0
+        for table, (select, update) in self._BLOBS.items():
+            after: tuple[Any, ...] = {"text": (0,), "secret": ("", "", ""), "meta": ("",)}[table]
+            while True:
+                rows = self._run(lambda db, a=after, q=select: db.execute(  # type: ignore[misc]
+                    q, (*a, batch)).fetchall(), write=False)
+                if not rows:
+                    break
+                changes = []
+                for row in rows:
+                    *key, blob = row
+                    if table == "text":
+                        ref = BlobRef("text", (key[1], key[2], key[3]))
+                        pk: tuple[Any, ...] = (key[0],)
+                    elif table == "secret":
+                        ref = BlobRef("secret", (key[0], key[1], key[2], key[3]))
+                        pk = (key[0], key[1], key[2])
+                    else:
+                        ref, pk = BlobRef("meta", (key[0],)), (key[0],)
+                    new = fn(ref, bytes(blob))
+                    if new is not None:
+                        changes.append((new, *pk, bytes(blob)))
+                    after = pk
+                if changes:
+                    def work(db: psycopg.Connection[Any], c: list[Any] = changes,
+                             q: str = update) -> int:
+                        return sum(db.execute(q, args).rowcount for args in c)
+                    replaced += self._run(work, write=True)
+        return replaced
+
+    def compact(self) -> None:
+        """Nothing to do by hand: PostgreSQL's autovacuum reclaims replaced rows (their old
+        blobs are ciphertext under keys still in the keyring)."""
+
     def check_integrity(self) -> list[str]:
         try:
             dangling = self._run(lambda db: db.execute(
                 "SELECT c.name FROM current_sessions c LEFT JOIN session_versions v "
                 "ON v.name=c.name AND v.hash=c.hash WHERE v.name IS NULL").fetchall(), write=False)
-            rows = self._run(lambda db: db.execute(_SECRETS_WITH_CREATOR).fetchall(), write=False)
-            keys = self._run(lambda db: db.execute(
-                "SELECT name, blob FROM service_keys").fetchall(), write=False)
         except errors.StoreError as exc:
             return [f"store unreadable: {exc}"]
-        problems = [f"current pointer of {row[0]!r} names no version" for row in dangling]
-        return problems + sealed_problems(self._sealer, rows, keys)
+        return [f"current pointer of {row[0]!r} names no version" for row in dangling]
 
     def close(self) -> None:
         self._pool.close()

@@ -1,9 +1,13 @@
-"""Assemble and run the CAS: state directory, identity, store, app, HTTPS server.
+"""Assemble and run the CAS: state directory, seal, store, identity, app, HTTPS server.
 
 :class:`ServerConfig` says where things are; its ``limits``
-(:class:`cloister.cas.Limits`) hold every protective limit.  :func:`build_server`
-creates (first start) or loads (restart) the state: identity files and master
-key 0600, ``cas.db``, ``audit.log``; the state directory itself 0700.
+(:class:`cloister.cas.Limits`) hold every protective limit.  :class:`CASServer`
+refuses a state directory that is not initialised (``cloister cas init``) or
+is of an earlier release (``cloister cas migrate-state``).  A ``file`` or
+``tpm`` seal unseals at start; a ``shamir`` seal starts the CAS *sealed*
+(:mod:`cloister.cas._unseal`) until K shares arrive, then the same process
+switches to the full app and to its real server key — the TLS identity is
+the same across restarts and unseals.  The state directory itself is 0700.
 """
 
 from __future__ import annotations
@@ -12,38 +16,46 @@ import logging
 import re
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from cloister import errors
 from cloister._address import parse_host_port
+from cloister._files import check_private_file
 from cloister.attest import load_collateral
-from cloister.cas._app import AppContext, CASApp
+from cloister.cas import _unseal
+from cloister.cas._app import AppContext, CASApp, StartResponse
 from cloister.cas._attestation import COLLATERAL_EXTENSION
 from cloister.cas._audit import AUDIT_FILE, AuditLog
 from cloister.cas._engine import SecretEngine
 from cloister.cas._gate import GatedServer
 from cloister.cas._http import key_hash_of_pem
-from cloister.cas._identity import CASIdentity
+from cloister.cas._identity import SEALED_CERT, SEALED_KEY, CASIdentity, create_identity
 from cloister.cas._keygen import KeyPool
-from cloister.cas._keys import Sealer, load_or_create_master_key
 from cloister.cas._limits import Limits
 from cloister.cas._metrics import Metrics
 from cloister.cas._nonces import NonceIssuer, nonce_key
 from cloister.cas._ratelimit import RateLimiter
-from cloister.cas._routes import Route, route_table
+from cloister.cas._rollback import NvCounterGuard
+from cloister.cas._routes import Auth, Route, route_table
+from cloister.cas._seal import SealConfig, ShamirUnsealer
+from cloister.cas._sealed_store import SealedStore
 from cloister.cas._sessions import SessionService
-from cloister.cas._stores import open_identity, open_store_url
+from cloister.cas._state import (
+    open_sealed_store,
+    prepare_state,
+    require_current,
+    unseal_automatic,
+    unseal_shares,
+)
 from cloister.cas._tls import ClientCertAdapter
-from cloister.cas.store import Store
 from cloister.policy import load_session
 
 _log = logging.getLogger(__name__)
 
-MASTER_KEY_FILE = "master.key"
 DEFAULT_LISTEN = ("0.0.0.0", 8081)  # noqa: S104 — a CAS serves the network by design
 
 
@@ -55,6 +67,10 @@ class ServerConfig:
     store_url: str = "sqlite"
     listen: tuple[str, int] = DEFAULT_LISTEN
     master_key_file: Path | None = None
+    #: ``tpm`` seal: the TCTI, if it differs from the one given at ``cas init``
+    tpm: str | None = None
+    #: serve a state whose store head is behind the TPM counter: exactly this head value
+    accept_rollback: int | None = None
     sans: tuple[str, ...] = ()
     #: every protective limit (deadlines, connection caps, rates, quotas, audit size)
     limits: Limits = field(default_factory=Limits)
@@ -76,20 +92,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     return where.host, where.port
 
 
-def prepare_state(state: Path) -> None:
-    """Create the state directory 0700, or refuse one that others can access."""
-    try:
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise errors.ConfigError(f"cannot create state directory {state}: {exc.strerror}") from None
-    mode = state.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise errors.ConfigError(
-            f"state directory {state} has unsafe permissions {mode:04o}",
-            details=[f"run: chmod 700 {state}"],
-        )
-
-
 def default_engine(keys: KeyPool | None = None) -> SecretEngine:
     """The secret engine backed by :mod:`cloister.secrets` (RSA keys from ``keys``)."""
     from cloister.cas._engine_secrets import SecretsEngine  # noqa: PLC0415
@@ -97,15 +99,17 @@ def default_engine(keys: KeyPool | None = None) -> SecretEngine:
     return SecretsEngine(keys.make_key) if keys is not None else SecretsEngine()
 
 
-def _master_key(config: ServerConfig) -> bytes:
+def open_store(config: ServerConfig, shares: Iterable[str] = ()) -> SealedStore:
+    """The unsealed store of a stopped (or running) CAS: ``file`` and ``tpm`` seals unseal
+    themselves, ``shamir`` needs ``shares``.  For tools and tests; close it after use."""
     prepare_state(config.state)
-    key_path = config.master_key_file or config.state / MASTER_KEY_FILE
-    return load_or_create_master_key(key_path, create=config.master_key_file is None)
-
-
-def open_store(config: ServerConfig) -> Store:
-    """The store of ``config`` opened with its master key (created on first start)."""
-    return open_store_url(config.store_url, config.state, Sealer(_master_key(config)))
+    seal = require_current(config.state)
+    if seal.type == "shamir":
+        key = unseal_shares(seal, list(shares))
+    else:
+        key = unseal_automatic(config.state, seal, key_file=config.master_key_file,
+                               tpm=config.tpm)
+    return open_sealed_store(config.state, seal, key, config.store_url)
 
 
 def read_creators(path: Path) -> frozenset[str]:
@@ -141,7 +145,7 @@ def read_creators(path: Path) -> frozenset[str]:
 
 
 def build_context(
-    store: Store, audit: AuditLog, engine: SecretEngine, identity: CASIdentity | None,
+    store: SealedStore, audit: AuditLog, engine: SecretEngine, identity: CASIdentity | None,
     *, limits: Limits | None = None, creators: frozenset[str] | None = None,
     nonce_key: bytes | None = None,
 ) -> AppContext:
@@ -175,36 +179,61 @@ def open_audit(path: Path, limits: Limits) -> AuditLog:
     )
 
 
+class _Switch:
+    """The WSGI app of the server: the sealed app until unsealed, then the CAS app."""
+
+    def __init__(self, app: CASApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Any:
+        return self.app(environ, start_response)
+
+
 class CASServer:
     """A configured CAS: call :meth:`serve_forever` (blocks) or :meth:`start`/:meth:`stop`."""
 
     def __init__(self, config: ServerConfig, engine: SecretEngine | None = None) -> None:
         self.config = config
         limits = config.limits
-        creators = read_creators(config.creators_file) if config.creators_file else None
-        master_key = _master_key(config)
-        self.store = open_store_url(config.store_url, config.state, Sealer(master_key))
-        self.identity = open_identity(self.store, config.store_url, config.state, config.sans)
+        self._creators = read_creators(config.creators_file) if config.creators_file else None
+        prepare_state(config.state)
+        self.seal: SealConfig = require_current(config.state)
         self.audit = open_audit((config.audit_dir or config.state) / AUDIT_FILE, limits)
         self.keys = KeyPool(limits.keygen_processes, limits.keygen_budget,
                             limits.max_keygen_requests)
-        self.context = build_context(
-            self.store, self.audit, engine or default_engine(self.keys), self.identity,
-            limits=limits, creators=creators, nonce_key=nonce_key(master_key),
-        )
-        if config.collateral is not None:
-            self.context.extensions[COLLATERAL_EXTENSION] = load_collateral(config.collateral)
-        self.app = CASApp(self.context, route_table(config.extra_routes))
+        self.engine = engine or default_engine(self.keys)
+        self.store: SealedStore | None = None
+        self.identity: CASIdentity | None = None
+        self.context: AppContext | None = None
+        self._guard: NvCounterGuard | None = None
+        self._lock = threading.Lock()
+        try:
+            if self.seal.type == "shamir":
+                app, cert, key_pem = self._sealed_app()
+            else:
+                key = unseal_automatic(config.state, self.seal, key_file=config.master_key_file,
+                                       tpm=config.tpm)
+                app, identity = self._open(key)
+                cert, key_pem = str(identity.server_cert_path), identity.server_key_pem
+        except BaseException:
+            self.keys.close()
+            raise
+        self.app = _Switch(app)
         server = GatedServer(
             config.listen, self.app, limits, request_queue_size=128, server_name="cloister-cas",
         )
-        server.ssl_adapter = ClientCertAdapter(
-            str(self.identity.server_cert_path), str(self.identity.server_key_path)
-        )
+        self.tls = ClientCertAdapter(cert, key_pem)
+        server.ssl_adapter = self.tls
         server.max_request_header_size = limits.max_header
         server.max_request_body_size = 0  # the app enforces max_body with a JSON 413
         self.http = server
-        metrics = self.context.metrics
+        self._thread: threading.Thread | None = None
+        context: AppContext | None = getattr(self, "context", None)  # None while sealed
+        if context is not None:
+            self._gauges(context.metrics)
+
+    def _gauges(self, metrics: Metrics) -> None:
+        server = self.http
         metrics.gauge("cloister_cas_connections", "Open client connections.",
                       lambda: server.open_connections)
         metrics.gauge("cloister_cas_connections_refused", "Connections closed at accept "
@@ -212,7 +241,63 @@ class CASServer:
         metrics.gauge("cloister_cas_header_timeouts", "Connections closed for not sending "
                       "their request head within header_deadline, since start.",
                       lambda: server.gate.timed_out)
-        self._thread: threading.Thread | None = None
+
+    @property
+    def sealed(self) -> bool:
+        return self.store is None
+
+    def _sealed_app(self) -> tuple[CASApp, str, bytes]:
+        """The app of a sealed CAS, and its sealed-mode certificate and key."""
+        state = self.config.state
+        check_private_file(state / SEALED_KEY)
+        unsealer = ShamirUnsealer(self.seal)
+        ctx = AppContext(
+            store=cast(Any, None), sessions=cast(Any, None), audit=self.audit,
+            metrics=Metrics(), identity=None, max_body=4096,
+            extensions=_unseal.sealed_extensions(unsealer, self._unsealed),
+        )
+        fallback = Route("GET", "*", _unseal.sealed, Auth.PUBLIC)
+        app = CASApp(ctx, _unseal.SEALED_ROUTES, fallback=fallback)
+        _log.info("CAS sealed (shamir, %s of %s shares needed): waiting for "
+                  "`cloister cas unseal`", unsealer.threshold, self.seal.params["shares"])
+        return app, str(state / SEALED_CERT), (state / SEALED_KEY).read_bytes()
+
+    def _open(self, master_key: bytes) -> tuple[CASApp, CASIdentity]:
+        """Steps after the master key is known: store, rollback guard, identity, app."""
+        config = self.config
+        store = open_sealed_store(config.state, self.seal, master_key, config.store_url)
+        try:
+            if self.seal.type == "tpm":
+                guard = NvCounterGuard(self.seal.params, config.tpm)
+                guard.start(store, accept=config.accept_rollback)
+                store = SealedStore(store.backend, store.keyring, on_commit=guard.notify)
+                self._guard = guard
+            identity = create_identity(store, config.state, config.sans)
+        except BaseException:
+            store.close()
+            raise
+        self.store, self.identity = store, identity
+        self.context = build_context(
+            store, self.audit, self.engine, identity, limits=config.limits,
+            creators=self._creators, nonce_key=nonce_key(store.keyring),
+        )
+        self.context.extensions["keyring"] = store.keyring
+        if config.collateral is not None:
+            self.context.extensions[COLLATERAL_EXTENSION] = load_collateral(config.collateral)
+        routes = route_table((*config.extra_routes, *_unseal.UNSEALED_ROUTES))
+        return CASApp(self.context, routes), identity
+
+    def _unsealed(self, master_key: bytes) -> None:
+        """The K-th share arrived: open everything, then switch app and TLS identity."""
+        with self._lock:
+            if not self.sealed:
+                return
+            app, identity = self._open(master_key)
+            assert self.context is not None
+            self._gauges(self.context.metrics)
+            self.tls.use_identity(str(identity.server_cert_path), identity.server_key_pem)
+            self.app.app = app
+            _log.info("CAS unsealed")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -239,7 +324,10 @@ class CASServer:
         self.http.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.store.close()
+        if self._guard is not None:
+            self._guard.stop()
+        if self.store is not None:
+            self.store.close()
         self.audit.close()
 
     def serve_forever(self, stop_signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
@@ -261,9 +349,9 @@ class CASServer:
             self.stop()
 
 
-def check_state(config: ServerConfig) -> list[str]:
-    """Integrity check of a (stopped or running) CAS state: store and every sealed secret."""
-    store = open_store(config)
+def check_state(config: ServerConfig, shares: Iterable[str] = ()) -> list[str]:
+    """Integrity check of a (stopped or running) CAS state: store and every sealed blob."""
+    store = open_store(config, shares)
     try:
         problems = store.check_integrity()
         for name in store.names():

@@ -40,7 +40,7 @@ from cloister.secrets import SecretValue, render_text
 
 if TYPE_CHECKING:
     from cloister.cas._app import AppContext
-    from cloister.cas.store import Store
+    from cloister.cas._sealed_store import SealedStore as Store
     from cloister.policy import Service, Session
 
 _EXTENSION = "attestation.gates"

@@ -37,8 +37,9 @@ from cloister.cas._audit import AuditLog
 from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller
 from cloister.cas._limits import Limits
+from cloister.cas._sealed_store import SealedStore
 from cloister.cas._volume_share import volume_keys
-from cloister.cas.store import SessionRecord, Store
+from cloister.cas.store import SessionRecord
 from cloister.policy import ExportTarget, Secret, SecretKind, Session, load_session
 
 
@@ -76,7 +77,7 @@ class Written:
 class SessionService:
     def __init__(
         self,
-        store: Store,
+        store: SealedStore,
         engine: SecretEngine,
         audit: AuditLog,
         *,

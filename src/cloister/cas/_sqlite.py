@@ -1,11 +1,22 @@
-"""SQLite implementation of :class:`cloister.cas.store.Store`.
+"""SQLite implementation of :class:`cloister.cas.store.Store` (opaque sealed blobs only).
 
-WAL mode, ``synchronous=FULL``, one connection per thread.  Every write is a
-single ``BEGIN IMMEDIATE`` transaction: the write lock is taken before the
-predecessor is read, so two updates of the same name serialize and the
-second one sees the first one's hash (→ :class:`errors.Conflict`).
-Triggers make ``session_versions``, ``secrets`` and ``service_keys`` append-only.
-The schema is migrated on open (:data:`MIGRATIONS`, :mod:`cloister.cas._schema`).
+WAL mode, ``synchronous=FULL``, ``secure_delete`` (freed pages are zeroed),
+one connection per thread.  Every write is a single ``BEGIN IMMEDIATE``
+transaction: the write lock is taken before the predecessor is read, so two
+updates of the same name serialize and the second one sees the first one's
+hash (→ :class:`errors.Conflict`).  Triggers keep history append-only: rows
+are never deleted, and only the sealed blob column may change (rewrap).
+
+Schema versions (:mod:`cloister.cas._schema`, table ``schema_version``),
+each migration one transaction, applied in order when the store is opened:
+
+1. the first release: ``meta``, ``session_versions`` (plaintext ``text``),
+   ``current_sessions``, ``secrets`` (a store of before versioned schemas
+   holds exactly this, hence ``IF NOT EXISTS``);
+2. ``spent_nonces`` (and ``service_keys``, unused since version 3);
+3. ``session_versions.text`` becomes ``sealed_text`` (a blob; rows of a
+   first-release store keep their plaintext until ``cloister cas
+   migrate-state`` rewraps them), and the triggers allow blob rewrapping.
 """
 
 from __future__ import annotations
@@ -17,23 +28,15 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from cloister import errors
-from cloister.cas._keys import Sealer, secret_aad
 from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
-from cloister.cas._store_common import (
-    check_master_key,
-    name_taken,
-    no_such_session,
-    sealed_problems,
-    stale_predecessor,
-    version_taken,
-)
-from cloister.cas.store import KEY_CHECK_AAD, SessionRecord, service_key_aad
+from cloister.cas.store import BlobRef, HeadUpdate, Rewrapper, StoredVersion
 
 DB_FILE = "cas.db"
 
-_SCHEMA = """
+_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS session_versions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,10 +72,7 @@ CREATE TRIGGER IF NOT EXISTS secrets_no_delete BEFORE DELETE ON secrets
 BEGIN SELECT RAISE(ABORT, 'secrets are append-only'); END;
 """
 
-#: stores created before versioned schemas hold exactly migration 1 (hence IF NOT EXISTS)
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "sessions: versions, current pointers, sealed secrets", _SCHEMA),
-    Migration(2, "service keys shared by replicas; spent attestation nonces", """
+_V2 = """
 CREATE TABLE service_keys (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
 CREATE TRIGGER service_keys_no_update BEFORE UPDATE ON service_keys
 BEGIN SELECT RAISE(ABORT, 'service keys are append-only'); END;
@@ -80,27 +80,35 @@ CREATE TRIGGER service_keys_no_delete BEFORE DELETE ON service_keys
 BEGIN SELECT RAISE(ABORT, 'service keys are append-only'); END;
 CREATE TABLE spent_nonces (nonce BLOB PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE INDEX spent_nonces_expiry ON spent_nonces (expires_at);
-"""),
-    Migration(3, "sessions by creator (the per-creator quota)", """
-CREATE INDEX versions_by_creator ON session_versions (creator_key_hash);
-"""),
+"""
+
+_V5 = """
+DROP TRIGGER versions_no_update;
+DROP TRIGGER secrets_no_update;
+ALTER TABLE session_versions RENAME COLUMN text TO sealed_text;
+CREATE TRIGGER versions_no_update
+BEFORE UPDATE OF id, name, hash, predecessor, creator_key_hash, creator_cert_pem, created_at
+ON session_versions
+BEGIN SELECT RAISE(ABORT, 'session history is append-only'); END;
+CREATE TRIGGER secrets_no_update BEFORE UPDATE OF session, hash, secret ON secrets
+BEGIN SELECT RAISE(ABORT, 'secrets are append-only'); END;
+DELETE FROM meta WHERE key = 'schema';
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "sessions: versions, current pointers, sealed secrets", _V1),
+    Migration(2, "service keys shared by replicas; spent attestation nonces", _V2),
+    Migration(3, "sessions by creator (the per-creator quota)",
+              "CREATE INDEX versions_by_creator ON session_versions (creator_key_hash);"),
     Migration(4, "claims: singleton leases and used one-time passwords", """
 CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL);
 CREATE INDEX claims_expiry ON claims (until);
 """),
+    Migration(5, "sealed session texts; blobs may be rewrapped (key rotation)", _V5),
 )
+SCHEMA_VERSION = MIGRATIONS[-1].version
 
-
-def _statements(script: str) -> Iterator[str]:
-    """The complete statements of ``script`` (trigger bodies keep their inner ``;``)."""
-    pending_sql = ""
-    for line in script.splitlines(keepends=True):
-        pending_sql += line
-        if sqlite3.complete_statement(pending_sql):
-            yield pending_sql.strip()
-            pending_sql = ""
-
-_COLUMNS = "name, hash, predecessor, text, creator_key_hash, creator_cert_pem, created_at"
+_COLUMNS = "name, hash, predecessor, sealed_text, creator_key_hash, creator_cert_pem, created_at"
 
 
 def _store_error(exc: sqlite3.Error) -> errors.StoreError:
@@ -113,19 +121,40 @@ def _store_error(exc: sqlite3.Error) -> errors.StoreError:
     return errors.StoreError(f"the CAS store failed: {text}")
 
 
+def _blob(value: object) -> bytes:
+    """A stored blob; a version-1 text column holds ``str``."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    assert isinstance(value, bytes | bytearray | memoryview)
+    return bytes(value)
+
+
+def _version(row: tuple[object, ...]) -> StoredVersion:
+    name, h, pred, text, creator, pem, at = row
+    return StoredVersion(str(name), str(h), None if pred is None else str(pred), _blob(text),
+                         str(creator), str(pem), float(at))  # type: ignore[arg-type]
+
+
 #: every secret with the creator of its session version (part of the blob's AAD)
 _SECRETS_WITH_CREATOR = (
-    "SELECT s.session, s.hash, s.secret, s.blob, v.creator_key_hash FROM secrets s "
+    "SELECT s.rowid, s.session, s.hash, s.secret, s.blob, v.creator_key_hash FROM secrets s "
     "JOIN session_versions v ON v.name = s.session AND v.hash = s.hash"
 )
 
 
-class SqliteStore:
-    """Sessions and sealed secrets in ``<state>/cas.db`` (see :mod:`cloister.cas.store`)."""
+def schema_version_of(db: sqlite3.Connection) -> int:
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "schema_version" in tables:
+        return int(db.execute("SELECT coalesce(max(version), 0) FROM schema_version"
+                              ).fetchone()[0])
+    return 1 if "session_versions" in tables else 0
 
-    def __init__(self, path: Path, sealer: Sealer, *, busy_timeout_s: float = 30.0) -> None:
+
+class SqliteStore:
+    """Sessions and sealed blobs in ``<state>/cas.db`` (see :mod:`cloister.cas.store`)."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = path
-        self._sealer = sealer
         self._timeout = busy_timeout_s
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -134,11 +163,22 @@ class SqliteStore:
             # create it 0600 ourselves; SQLite gives -wal/-shm the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
-            with self._write() as db:
-                self._migrate(db)
-                self._init_meta(db)
+            self._migrate()
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            current = schema_version_of(db)
+            db.execute(SCHEMA_TABLE_SQL)
+            for step in pending(current, MIGRATIONS, str(self.path)):
+                for statement in _statements(step.script):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                           (step.version, step.summary, time.time()))
+
+    def schema_version(self) -> int:
+        return schema_version_of(self._conn())
 
     # --- connections -------------------------------------------------------
 
@@ -151,6 +191,7 @@ class SqliteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -170,76 +211,70 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        db.execute(SCHEMA_TABLE_SQL)
-        row = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-        for step in pending(int(row[0]), MIGRATIONS, str(self.path)):
-            for statement in _statements(step.script):
-                db.execute(statement)
-            db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
-                       (step.version, step.summary, time.time()))
-
-    def schema_version(self) -> int:
-        row = self._conn().execute("SELECT max(version) FROM schema_version").fetchone()
-        return int(row[0] or 0)
-
-    def _init_meta(self, db: sqlite3.Connection) -> None:
-        row = db.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO meta VALUES ('key_check', ?)",
-                       (self._sealer.seal(b"ok", KEY_CHECK_AAD),))
-            return
-        check_master_key(self._sealer, bytes(row[0]), str(self.path))
-
     # --- writes ------------------------------------------------------------
 
     def _insert(
-        self, db: sqlite3.Connection, rec: SessionRecord, secrets: Mapping[str, bytes]
+        self, db: sqlite3.Connection, v: StoredVersion, secrets: Mapping[str, bytes],
+        head: HeadUpdate,
     ) -> None:
         try:
             db.execute(
                 f"INSERT INTO session_versions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
-                (rec.name, rec.hash, rec.predecessor, rec.text, rec.creator_key_hash,
-                 rec.creator_cert_pem, rec.created_at),
+                (v.name, v.hash, v.predecessor, v.sealed_text, v.creator_key_hash,
+                 v.creator_cert_pem, v.created_at),
             )
         except sqlite3.IntegrityError:
-            raise version_taken(rec.name, rec.hash) from None
+            raise errors.Conflict(
+                f"session {v.name!r} already has a version with hash {v.hash}"
+            ) from None
         db.executemany(
             "INSERT INTO secrets (session, hash, secret, blob) VALUES (?,?,?,?)",
-            [
-                (rec.name, rec.hash, secret,
-                 self._sealer.seal(
-                     value, secret_aad(rec.name, rec.hash, secret, rec.creator_key_hash)))
-                for secret, value in sorted(secrets.items())
-            ],
+            [(v.name, v.hash, secret, blob) for secret, blob in sorted(secrets.items())],
         )
+        row = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)",
+                   (head(None if row is None else bytes(row[0])),))
 
-    def create(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+    def create(
+        self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate
+    ) -> None:
         try:
             with self._write() as db:
                 if db.execute(
-                    "SELECT 1 FROM current_sessions WHERE name=?", (record.name,)
+                    "SELECT 1 FROM current_sessions WHERE name=?", (version.name,)
                 ).fetchone():
-                    raise name_taken(record.name)
-                self._insert(db, record, secrets)
-                db.execute("INSERT INTO current_sessions VALUES (?,?)", (record.name, record.hash))
+                    raise errors.Conflict(
+                        f"session {version.name!r} already exists",
+                        details=["to change it, send an update whose predecessor is its hash"],
+                    )
+                self._insert(db, version, secrets, head)
+                db.execute("INSERT INTO current_sessions VALUES (?,?)",
+                           (version.name, version.hash))
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
 
-    def update(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
+    def update(
+        self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate
+    ) -> None:
         try:
             with self._write() as db:
                 row = db.execute(
-                    "SELECT hash FROM current_sessions WHERE name=?", (record.name,)
+                    "SELECT hash FROM current_sessions WHERE name=?", (version.name,)
                 ).fetchone()
                 if row is None:
-                    raise no_such_session(record.name)
-                if row[0] != record.predecessor:
-                    raise stale_predecessor(record.name, record.predecessor, row[0])
-                self._insert(db, record, secrets)
-                db.execute(
-                    "UPDATE current_sessions SET hash=? WHERE name=?", (record.hash, record.name)
-                )
+                    raise errors.NotFound(
+                        f"session {version.name!r} does not exist",
+                        details=["create it first (a body without predecessor)"],
+                    )
+                if row[0] != version.predecessor:
+                    raise errors.Conflict(
+                        f"session {version.name!r} changed: predecessor {version.predecessor} "
+                        f"is not the current hash {row[0]}",
+                        details=["read the session again and base the update on its hash"],
+                    )
+                self._insert(db, version, secrets, head)
+                db.execute("UPDATE current_sessions SET hash=? WHERE name=?",
+                           (version.hash, version.name))
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
 
@@ -258,54 +293,39 @@ class SqliteStore:
 
     # --- reads -------------------------------------------------------------
 
-    def _records(self, sql: str, args: tuple[object, ...]) -> list[SessionRecord]:
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         try:
-            rows = self._conn().execute(sql, args).fetchall()
+            return self._conn().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
-        return [SessionRecord(*row) for row in rows]
 
-    def current(self, name: str) -> SessionRecord | None:
-        found = self._records(
-            f"SELECT {', '.join('v.' + c.strip() for c in _COLUMNS.split(','))} "  # noqa: S608
-            "FROM current_sessions c JOIN session_versions v ON v.name=c.name AND v.hash=c.hash "
-            "WHERE c.name=?",
-            (name,),
-        )
-        return found[0] if found else None
+    def current(self, name: str) -> StoredVersion | None:
+        cols = ", ".join("v." + c.strip() for c in _COLUMNS.split(","))
+        found = self._rows(
+            f"SELECT {cols} FROM current_sessions c JOIN session_versions v "  # noqa: S608
+            "ON v.name=c.name AND v.hash=c.hash WHERE c.name=?", (name,))
+        return _version(found[0]) if found else None
 
-    def version(self, name: str, session_hash: str) -> SessionRecord | None:
-        found = self._records(
+    def version(self, name: str, session_hash: str) -> StoredVersion | None:
+        found = self._rows(
             f"SELECT {_COLUMNS} FROM session_versions WHERE name=? AND hash=?",  # noqa: S608
-            (name, session_hash),
-        )
-        return found[0] if found else None
+            (name, session_hash))
+        return _version(found[0]) if found else None
 
     def names(self) -> list[str]:
-        try:
-            rows = self._conn().execute(
-                "SELECT DISTINCT name FROM session_versions ORDER BY name"
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        rows = self._rows("SELECT DISTINCT name FROM session_versions ORDER BY name")
         return [str(row[0]) for row in rows]
 
-    def history(self, name: str) -> list[SessionRecord]:
-        return self._records(
+    def history(self, name: str) -> list[StoredVersion]:
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM session_versions WHERE name=? ORDER BY id",  # noqa: S608
-            (name,),
-        )
+            (name,))
+        return [_version(row) for row in rows]
 
     def secrets(self, name: str, session_hash: str) -> dict[str, bytes]:
-        try:
-            rows = self._conn().execute(_SECRETS_WITH_CREATOR + " WHERE s.session=? AND s.hash=?",
-                                        (name, session_hash)).fetchall()
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
-        return {
-            secret: self._sealer.open(bytes(blob), secret_aad(name, session_hash, secret, creator))
-            for _, _, secret, blob, creator in rows
-        }
+        rows = self._rows("SELECT secret, blob FROM secrets WHERE session=? AND hash=?",
+                          (name, session_hash))
+        return {str(secret): _blob(blob) for secret, blob in rows}
 
     def claim(self, key: str, holder: str, until: float, now: float) -> bool:
         try:
@@ -340,44 +360,98 @@ class SqliteStore:
             raise _store_error(exc) from None
 
     def session_count(self) -> int:
-        try:
-            row = self._conn().execute("SELECT count(*) FROM current_sessions").fetchone()
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
-        return int(row[0])
+        count = self._rows("SELECT count(*) FROM current_sessions")[0][0]
+        assert isinstance(count, int)
+        return count
 
-    def service_key(self, name: str) -> bytes | None:
-        try:
-            row = self._conn().execute("SELECT blob FROM service_keys WHERE name=?",
-                                       (name,)).fetchone()
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
-        return None if row is None else self._sealer.open(bytes(row[0]), service_key_aad(name))
+    def get_meta(self, key: str) -> bytes | None:
+        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        return _blob(rows[0][0]) if rows else None
 
-    def add_service_key(self, name: str, value: bytes) -> bytes:
+    def put_meta(self, key: str, value: bytes | None, *, expected: bytes | None) -> None:
         try:
             with self._write() as db:
-                db.execute("INSERT OR IGNORE INTO service_keys VALUES (?, ?)",
-                           (name, self._sealer.seal(value, service_key_aad(name))))
-                row = db.execute("SELECT blob FROM service_keys WHERE name=?",
-                                 (name,)).fetchone()
+                row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+                if (None if row is None else _blob(row[0])) != expected:
+                    raise errors.Conflict(f"store metadata {key!r} changed concurrently")
+                if value is None:
+                    db.execute("DELETE FROM meta WHERE key=?", (key,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
-        return self._sealer.open(bytes(row[0]), service_key_aad(name))
 
     def spend_nonce(self, nonce: bytes, expires_at: float) -> bool:
         try:
             with self._write() as db:
                 db.execute("DELETE FROM spent_nonces WHERE expires_at < ?", (time.time(),))
-                return db.execute("INSERT OR IGNORE INTO spent_nonces VALUES (?, ?)",
-                                  (nonce, expires_at)).rowcount == 1
+                return bool(db.execute("INSERT OR IGNORE INTO spent_nonces VALUES (?, ?)",
+                                       (nonce, expires_at)).rowcount == 1)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    # --- maintenance ---------------------------------------------------------
+
+    def _blobs(self, table: str, after: int, limit: int) -> list[tuple[int, BlobRef, bytes]]:
+        if table == "text":
+            rows = self._rows("SELECT id, name, hash, creator_key_hash, sealed_text FROM "
+                              "session_versions WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+            return [(int(r[0]), BlobRef("text", (str(r[1]), str(r[2]), str(r[3]))),  # type: ignore[call-overload]
+                     _blob(r[4])) for r in rows]
+        if table == "secret":
+            rows = self._rows(_SECRETS_WITH_CREATOR + " WHERE s.rowid > ? ORDER BY s.rowid "
+                              "LIMIT ?", (after, limit))
+            return [(int(r[0]), BlobRef("secret", (str(r[1]), str(r[2]), str(r[3]), str(r[5]))),  # type: ignore[call-overload]
+                     _blob(r[4])) for r in rows]
+        rows = self._rows("SELECT rowid, key, value FROM meta WHERE key LIKE 'sealed:%' "
+                          "AND rowid > ? ORDER BY rowid LIMIT ?", (after, limit))
+        return [(int(r[0]), BlobRef("meta", (str(r[1]),)), _blob(r[2])) for r in rows]  # type: ignore[call-overload]
+
+    _UPDATE: ClassVar[dict[str, str]] = {
+        "text": "UPDATE session_versions SET sealed_text=? WHERE id=? AND sealed_text=?",
+        "secret": "UPDATE secrets SET blob=? WHERE rowid=? AND blob=?",
+        "meta": "UPDATE meta SET value=? WHERE rowid=? AND value=?",
+    }
+
+    def rewrap(self, fn: Rewrapper, *, batch: int = 200) -> int:
+        replaced = 0
+        for table in ("text", "secret", "meta"):
+            after = 0
+            while True:
+                rows = self._blobs(table, after, batch)
+                if not rows:
+                    break
+                after = rows[-1][0]
+                changes = [(new, rowid, old) for rowid, ref, old in rows
+                           if (new := fn(ref, old)) is not None]
+                if not changes:
+                    continue
+                try:
+                    with self._write() as db:
+                        for new, rowid, old in changes:
+                            # a version-1 text is stored as TEXT: compare as stored
+                            cur = db.execute(self._UPDATE[table], (new, rowid, old))
+                            if cur.rowcount == 0 and table == "text":
+                                cur = db.execute(self._UPDATE[table],
+                                                 (new, rowid, old.decode("utf-8", "replace")))
+                            replaced += cur.rowcount
+                except sqlite3.Error as exc:
+                    raise _store_error(exc) from None
+        return replaced
+
+    def compact(self) -> None:
+        try:
+            db = self._conn()
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
 
     def check_integrity(self) -> list[str]:
         problems: list[str] = []
-        db = self._conn()
         try:
+            db = self._conn()
             result = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
             if result != ["ok"]:
                 problems.extend(f"integrity_check: {line}" for line in result)
@@ -385,11 +459,9 @@ class SqliteStore:
                 f"foreign key violation in {row[0]} (rowid {row[1]})"
                 for row in db.execute("PRAGMA foreign_key_check").fetchall()
             )
-            rows = db.execute(_SECRETS_WITH_CREATOR).fetchall()
-            keys = db.execute("SELECT name, blob FROM service_keys").fetchall()
         except sqlite3.Error as exc:
             return [*problems, f"store unreadable: {exc}"]
-        return problems + sealed_problems(self._sealer, rows, keys)
+        return problems
 
     def close(self) -> None:
         with self._lock:
@@ -397,3 +469,14 @@ class SqliteStore:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (triggers keep their inner ``;``)."""
+    out, buf = [], ""
+    for line in script.strip().splitlines():
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out

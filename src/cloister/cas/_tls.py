@@ -133,8 +133,34 @@ class _SSLReader(SSLFileobjectStreamReader):
         self.bytes_read = 0
 
 
+def _private_key(pem: bytes) -> Any:
+    return serialization.load_pem_private_key(pem, password=None)
+
+
 class ClientCertAdapter(pyOpenSSLAdapter):
-    """cheroot's pyOpenSSL adapter with TLS >= 1.2 and optional self-signed client certs."""
+    """cheroot's pyOpenSSL adapter with TLS >= 1.2 and optional self-signed client certs.
+
+    The private key comes from memory (it is sealed at rest), the certificate chain
+    from its (public) file.  :meth:`use_identity` switches both for new connections
+    (a CAS leaving sealed mode): pyOpenSSL forbids changing a context in use, so a
+    new context is built and every new connection is moved onto it in the
+    ClientHello callback (which OpenSSL runs with or without SNI); connections
+    already open keep theirs.
+    """
+
+    def __init__(self, certificate: str, key_pem: bytes) -> None:
+        super().__init__(certificate, None)
+        self._key_pem = key_pem
+        self._active: SSL.Context | None = None
+
+    def use_identity(self, certificate: str, key_pem: bytes) -> None:
+        self.certificate, self._key_pem = certificate, key_pem
+        self._active = self.get_context()
+
+    def _switch(self, conn: SSL.Connection) -> None:
+        active = self._active
+        if active is not None and conn.get_context() is not active:
+            conn.set_context(active)
 
     def get_context(self) -> SSL.Context:
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -143,14 +169,15 @@ class ClientCertAdapter(pyOpenSSLAdapter):
         options |= getattr(SSL, "OP_NO_RENEGOTIATION", 0)
         ctx.set_options(options)
         ctx.set_cipher_list(_CIPHERS)
-        ctx.use_privatekey_file(self.private_key)
         ctx.use_certificate_chain_file(self.certificate)
+        ctx.use_privatekey(_private_key(self._key_pem))
         ctx.check_privatekey()
         # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: ask for a cert, allow none.
         ctx.set_verify(SSL.VERIFY_PEER, _verify)
         ctx.set_verify_depth(8)
         # required for session resumption once client certificates are requested
         ctx.set_session_id(b"cloister-cas")
+        ctx.set_tlsext_servername_callback(self._switch)
         return ctx
 
     def get_environ(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 from cloister import errors
 from cloister.cli import _cas_migrate
 from cloister.cli._cas_client import register_client_commands
+from cloister.cli._cas_seal import register as register_seal_commands
 from cloister.cli._types import bounded_int
 
 DEFAULT_STATE = "~/.cloister/cas"
@@ -26,14 +27,16 @@ def register(subparsers: Any) -> None:
     _add_serve(cas_sub)
     register_client_commands(cas_sub)  # show-certificate, attest (cloister.cli._cas_client)
     _cas_migrate.register(cas_sub)  # migrate
+    register_seal_commands(cas_sub)  # init, unseal, rotate-key, migrate-state (._cas_seal)
 
 
 def _add_serve(cas_sub: Any) -> None:
     p = cas_sub.add_parser(
         "serve",
         help="run the CAS (HTTPS, client certificates, SQLite or PostgreSQL store)",
-        description="Run the CAS. On first start it creates its CA, server certificate, "
-        "master key and store in --state; later starts reuse them.",
+        description="Run the CAS on a state directory made by `cloister cas init` (or "
+        "converted by `cloister cas migrate-state`). tpm and file seals unseal at start; "
+        "shamir starts sealed until `cloister cas unseal`.",
     )
     p.add_argument(
         "--state", default=os.environ.get("CLOISTER_CAS_STATE", DEFAULT_STATE),
@@ -43,8 +46,21 @@ def _add_serve(cas_sub: Any) -> None:
     add_store_options(p)
     p.add_argument(
         "--master-key-file", type=Path, default=None,
-        help="existing 32-byte master key file (mode 0600); default: STATE/master.key, "
-        "created on first start",
+        help="file seal: the key file, if it moved since cas init",
+    )
+    p.add_argument("--tpm", metavar="TCTI", default=None,
+                   help="tpm seal: the TPM, if not the one given at cas init")
+    p.add_argument(
+        "--init-file-seal", type=Path, default=None, metavar="KEYFILE",
+        help="if --state is not initialised yet (or is of the first release), initialise "
+        "(or migrate) it with the file seal, its key in KEYFILE outside the state directory "
+        "(containers, development; see cloister cas init for the tpm and shamir seals)",
+    )
+    p.add_argument(
+        "--accept-rollback", type=bounded_int(0, 1 << 62, "accept-rollback"), default=None,
+        metavar="HEAD",
+        help="tpm seal: serve a restored older copy whose store head counter is HEAD "
+        "(the refusal names it); later writes of the newer state are lost",
     )
     p.add_argument(
         "--san", action="append", default=[], metavar="NAME",
@@ -96,7 +112,7 @@ def store_url(args: argparse.Namespace) -> str:
     """The store URL of ``--store``/``--store-file`` (default ``sqlite``)."""
     if args.store_file is None:
         return str(args.store or "sqlite")
-    from cloister.cas._keys import check_private_file  # noqa: PLC0415
+    from cloister._files import check_private_file  # noqa: PLC0415
 
     check_private_file(args.store_file)
     url = Path(args.store_file).read_text().strip()
@@ -113,11 +129,19 @@ def _serve(args: argparse.Namespace) -> int:
     pairs = [f"max_body={args.max_body}"]
     if args.threads is not None:
         pairs.append(f"workers={args.threads}")
+    state = Path(args.state).expanduser()
+    if args.init_file_seal is not None:
+        from cloister.cas._state import ensure_file_seal, prepare_state  # noqa: PLC0415
+
+        prepare_state(state)
+        ensure_file_seal(state, args.init_file_seal, store_url=store_url(args))
     config = ServerConfig(
-        state=Path(args.state).expanduser(),
+        state=state,
         listen=parse_listen(args.listen),
         store_url=store_url(args),
-        master_key_file=args.master_key_file,
+        master_key_file=args.master_key_file or args.init_file_seal,
+        tpm=args.tpm,
+        accept_rollback=args.accept_rollback,
         sans=tuple(args.san),
         limits=with_overrides(Limits(), [*pairs, *args.limit]),
         creators_file=args.creators,

@@ -25,18 +25,22 @@ def register(cas_sub: Any) -> None:
     add_store_options(p, "--to", required=True)
     p.add_argument(
         "--master-key-file", type=Path, default=None,
-        help="the master key of the source (default DIR/master.key); the target is sealed "
-        "under the same key, so start the replicas with it",
+        help="file seal: the key file of the source, if it moved since cas init; the target "
+        "is sealed under the same master key: start each replica on a copy of DIR/seal.json",
     )
     p.set_defaults(func=_migrate)
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from cloister.cas._copy import copy_store, source_ca  # noqa: PLC0415
-    from cloister.cas._keys import Sealer, load_or_create_master_key  # noqa: PLC0415
+    from cloister.cas._copy import copy_store  # noqa: PLC0415
     from cloister.cas._postgres import describe_url  # noqa: PLC0415
     from cloister.cas._sqlite import DB_FILE  # noqa: PLC0415
-    from cloister.cas._stores import is_shared, open_store_url  # noqa: PLC0415
+    from cloister.cas._state import (  # noqa: PLC0415
+        open_sealed_store,
+        require_current,
+        unseal_automatic,
+    )
+    from cloister.cas._stores import is_shared  # noqa: PLC0415
     from cloister.cli._cas import store_url  # noqa: PLC0415
 
     state: Path = args.source.expanduser()
@@ -46,12 +50,13 @@ def _migrate(args: argparse.Namespace) -> int:
     target_url = store_url(args)
     if target_url in ("sqlite", f"sqlite://{(state / DB_FILE).resolve()}"):
         raise errors.ConfigError("--to names the source store itself")
-    key = load_or_create_master_key(args.master_key_file or state / "master.key", create=False)
-    source = open_store_url("sqlite", state, Sealer(key))
+    seal = require_current(state)
+    key = unseal_automatic(state, seal, key_file=args.master_key_file)
+    source = open_sealed_store(state, seal, key, "sqlite")
     try:
-        target = open_store_url(target_url, state, Sealer(key))
+        target = open_sealed_store(state, seal, key, target_url)
         try:
-            report = copy_store(source, target, source_ca(state))
+            report = copy_store(source, target)
         finally:
             target.close()
     finally:

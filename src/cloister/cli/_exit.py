@@ -24,6 +24,8 @@ EXIT_CODES: tuple[tuple[type[errors.Error], int], ...] = (
     (errors.PayloadTooLarge, 5),
     (errors.Overloaded, 5),
     (errors.QuotaExceeded, 5),
+    (errors.Sealed, 5),
+    (errors.BadShare, 2),
     (errors.LaunchError, 6),
     (errors.SecretError, 7),
     (errors.StoreError, 8),

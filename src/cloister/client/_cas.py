@@ -115,6 +115,10 @@ class CASClient:
 
     # --- transport ---------------------------------------------------------
 
+    def allow_sealed(self) -> None:
+        """Talk to this CAS even in sealed mode (``cloister cas unseal`` only)."""
+        self._transport.sealed_ok = True
+
     def request(
         self, method: str, path: str, body: bytes | None = None,
         content_type: str = "application/json",

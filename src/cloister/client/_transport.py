@@ -34,6 +34,7 @@ from typing import Any, cast
 from cloister import __version__, errors
 from cloister._address import HostPort
 from cloister._http_status import error_class
+from cloister._sealmark import is_sealed_mode
 
 #: seconds per request unless the caller says otherwise
 DEFAULT_TIMEOUT = 30.0
@@ -133,6 +134,8 @@ class Transport:
         self.address = address
         self.pinned_pem = pinned_pem
         self.pin_source = pin_source
+        #: talk to a CAS in sealed mode (only ``cloister cas unseal`` does)
+        self.sealed_ok = False
         self.identity = identity
         self.timeout = timeout
         self.fix = fix
@@ -156,6 +159,12 @@ class Transport:
         try:
             conn.connect()
             peer = cast(ssl.SSLSocket, conn.sock).getpeercert(binary_form=True)
+            if not self.sealed_ok and is_sealed_mode(peer):
+                # its keys are still sealed: whoever holds the sealed-mode key is not the CAS
+                raise errors.Unreachable(
+                    f"the CAS at {self.address} is sealed (waiting for its unseal shares); "
+                    "nothing was sent to it",
+                    details=["its operator unseals it with: cloister cas unseal"])
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read(MAX_RESPONSE + 1)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cloister import errors, fspf
 from cloister.attest import measure
+from cloister.cas._state import ensure_file_seal
 from cloister.demo import _services as svc
 from cloister.demo._cas import DemoCAS, ensure_identity
 from cloister.demo._layout import STOP_ORDER, DemoOptions, Layout, default_app_dir, source_digest
@@ -113,6 +114,8 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         d.chmod(0o700)  # the CAS refuses a state directory others can read
 
+    if done := ensure_file_seal(layout.cas, layout.root / "cas-master.key"):
+        step(f"{done} the CAS state {layout.cas} (file seal, key {layout.root}/cas-master.key)")
     where = layout.cas if o.store == "sqlite" else o.store.split("@")[-1].split("?")[0]
     step(f"starting the CAS on https://127.0.0.1:{o.cas_port} (store {where})")
     cas = table.start("cas", svc.cloister_argv(

@@ -73,8 +73,8 @@ def _retrying(what: str, call: Callable[[], T], budget: float, *,
                     details=err.details,
                 ) from None
             pause = min(delay, left)
-            _log.warning("%s not reachable yet, retrying in %.1fs (%.0fs left of %gs)",
-                         what, pause, left, budget)
+            _log.warning("%s not reachable yet (%s), retrying in %.1fs (%.0fs left of %gs)",
+                         what, err.message, pause, left, budget)
             sleep(pause)
             delay = min(delay * 2, 5.0)
 

@@ -20,13 +20,12 @@ from cloister.cas import (
     Request,
     Response,
     Route,
-    SqliteStore,
     create_app,
+    sealed_sqlite,
 )
 from cloister.cas._engine_secrets import SecretsEngine
 from cloister.cas._errors_http import HTTP_STATUS, status_for
 from cloister.cas._http import ENV_CERT_PEM, ENV_KEY_HASH
-from cloister.cas._keys import Sealer
 from cloister.cas._routes import route_table
 
 ALICE = ("a" * 64, "ALICE-PEM")
@@ -50,7 +49,7 @@ def _boom(ctx: Any, req: Request) -> Response:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[CASApp]:
-    store = SqliteStore(tmp_path / "cas.db", Sealer(bytes(32)))
+    store = sealed_sqlite(tmp_path / "cas.db", bytes(32))
     audit = AuditLog(tmp_path / "audit.log")
     yield create_app(
         store, SecretsEngine(), audit, limits=Limits(max_body=4096),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloister.cas._keys import Sealer
+from cloister.cas import sealed_sqlite
 from cloister.cas._nonces import NONCE_SIZE, REASON, MemorySpent, NonceIssuer, nonce_key
-from cloister.cas._sqlite import SqliteStore
 
 
 class Clock:
@@ -57,11 +56,11 @@ def test_a_forged_or_truncated_nonce_is_refused() -> None:
 
 def test_replicas_sharing_a_store_accept_each_others_nonces_once(tmp_path: Path) -> None:
     master = b"\7" * 32
-    store_a = SqliteStore(tmp_path / "cas.db", Sealer(master))
-    store_b = SqliteStore(tmp_path / "cas.db", Sealer(master))
+    store_a = sealed_sqlite(tmp_path / "cas.db", master)
+    store_b = sealed_sqlite(tmp_path / "cas.db", master)
     try:
-        a = NonceIssuer(nonce_key(master), store_a)
-        b = NonceIssuer(nonce_key(master), store_b)
+        a = NonceIssuer(nonce_key(store_a.keyring), store_a)
+        b = NonceIssuer(nonce_key(store_b.keyring), store_b)
         nonce = a.issue()
         assert b.check(nonce) is True
         assert a.check(nonce) == REASON, "a nonce spent at one replica was reused"
@@ -70,7 +69,11 @@ def test_replicas_sharing_a_store_accept_each_others_nonces_once(tmp_path: Path)
         store_b.close()
 
 
-def test_the_nonce_key_is_derived_not_the_master_key() -> None:
+def test_the_nonce_key_is_derived_not_the_master_key(tmp_path: Path) -> None:
     master = b"\7" * 32
-    assert nonce_key(master) != master and len(nonce_key(master)) == 32
-    assert nonce_key(master) == nonce_key(master)
+    store = sealed_sqlite(tmp_path / "cas.db", master)
+    try:
+        key = nonce_key(store.keyring)
+        assert key != master and len(key) == 32 and key == nonce_key(store.keyring)
+    finally:
+        store.close()

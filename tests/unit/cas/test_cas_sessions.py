@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from cloister import errors
-from cloister.cas import AuditLog, Caller, SqliteStore
+from cloister.cas import AuditLog, Caller, sealed_sqlite
 from cloister.cas._engine_secrets import SecretsEngine
-from cloister.cas._keys import Sealer
 from cloister.cas._sessions import SessionService
 from cloister.policy import load_session
 from cloister.secrets import SecretValue
@@ -147,27 +146,29 @@ def _tamper(path: Path, sql: str, *args: str) -> None:
 
 def test_a_policy_swapped_in_the_store_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "cas.db"
-    store = SqliteStore(path, Sealer(bytes(32)))
+    store = sealed_sqlite(path, bytes(32))
     svc = SessionService(store, SecretsEngine(), AuditLog(tmp_path / "audit.log"))
     svc.write(EXPORTER.format(name="src", key_export="", target="session: dst"), ALICE)
+    svc.write(EXPORTER.format(name="other", key_export="", target="session: dst"), ALICE)
     store.close()
-    _tamper(path, "UPDATE session_versions SET text = replace(text, 'kind: ascii', "
-                  "'kind: ascii\n    export_public: true')")
-    store = SqliteStore(path, Sealer(bytes(32)))
+    # the texts are sealed: the closest a writer gets is moving another row's sealed text
+    _tamper(path, "UPDATE session_versions SET sealed_text = (SELECT sealed_text FROM "
+                  "session_versions WHERE name = 'other') WHERE name = ?", "src")
+    store = sealed_sqlite(path, bytes(32))
     svc = SessionService(store, SecretsEngine(), AuditLog(tmp_path / "audit2.log"))
-    with pytest.raises(errors.StoreError, match="fails its integrity check"):
+    with pytest.raises(errors.StoreError, match="failed authentication"):
         svc.released_values("src")
     store.close()
 
 
 def test_a_creator_swapped_in_the_store_makes_secrets_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "cas.db"
-    store = SqliteStore(path, Sealer(bytes(32)))
+    store = sealed_sqlite(path, bytes(32))
     svc = SessionService(store, SecretsEngine(), AuditLog(tmp_path / "audit.log"))
     svc.write(EXPORTER.format(name="src", key_export="", target="session: dst"), ALICE)
     store.close()
     _tamper(path, "UPDATE session_versions SET creator_key_hash = ?", MALLORY.key_hash)
-    store = SqliteStore(path, Sealer(bytes(32)))
+    store = sealed_sqlite(path, bytes(32))
     with pytest.raises(errors.StoreError):
         store.secrets("src", store.current("src").hash)  # type: ignore[union-attr]
     assert store.check_integrity() != []

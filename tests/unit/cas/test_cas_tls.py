@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from cloister.cas import Auth, CASServer, Request, Response, Route, ServerConfig
+from cloister.cas import (
+    Auth,
+    CASServer,
+    Request,
+    Response,
+    Route,
+    SealOptions,
+    ServerConfig,
+    init_state,
+)
 from cloister.cas._engine_secrets import SecretsEngine
 
 
@@ -22,6 +31,7 @@ def _whoami(ctx: object, req: Request) -> Response:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[CASServer]:
+    init_state(tmp_path / "state", SealOptions("file", key_file=tmp_path / "master.key"))
     config = ServerConfig(
         state=tmp_path / "state", listen=("127.0.0.1", 0),
         extra_routes=(Route("GET", "/test/whoami", _whoami, Auth.PUBLIC),),
