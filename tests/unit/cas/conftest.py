@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from cloister.cas import AuditLog, SqliteStore
+from cloister.cas import AuditLog, sealed_sqlite
 from cloister.cas._engine_secrets import SecretsEngine
-from cloister.cas._keys import Sealer
 from cloister.cas._sessions import SessionService
 
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[SessionService]:
-    store = SqliteStore(tmp_path / "cas.db", Sealer(bytes(32)))
+    store = sealed_sqlite(tmp_path / "cas.db", bytes(32))
     audit = AuditLog(tmp_path / "audit.log")
     yield SessionService(store, SecretsEngine(), audit)
     store.close()

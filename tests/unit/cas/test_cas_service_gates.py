@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cloister.cas import SqliteStore
-from cloister.cas._keys import Sealer
+from cloister.cas import sealed_sqlite
 from cloister.cas._service_gates import Gates, check_factors, split_otp, totp
 from cloister.policy import load_session
 
@@ -78,7 +77,7 @@ def test_split_otp() -> None:
 
 @pytest.fixture
 def gates(tmp_path: Path) -> Gates:
-    return Gates(SqliteStore(tmp_path / "cas.db", Sealer(bytes(32))), lease=10)
+    return Gates(sealed_sqlite(tmp_path / "cas.db", bytes(32)), lease=10)
 
 
 def test_an_otp_step_is_claimed_once(gates: Gates) -> None:
