@@ -26,17 +26,17 @@ Section = Callable[[Context], list[Figure]]
 
 
 def _sections() -> dict[str, Section]:
-    from bench import api, attest, cas, imports, replicas  # noqa: PLC0415 - keep --help fast
+    from bench import api, attest, cas, imports, peer_cfssl, replicas  # noqa: PLC0415 - fast --help
 
     return {"attest": attest.run, "import": imports.run, "cas": cas.run,
-            "replicas": replicas.run, "api": api.run}
+            "replicas": replicas.run, "api": api.run, "peer": peer_cfssl.run}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
     parser.add_argument("--only", action="append", metavar="SECTION",
-                        help="run only these sections (attest, import, cas, replicas, api); "
+                        help="run only these sections (attest, import, cas, replicas, api, peer); "
                         "repeatable")
     parser.add_argument("--out", default=str(Path(__file__).parent),
                         help="where results.json and results.png go (default: bench/)")

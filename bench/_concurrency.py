@@ -10,7 +10,9 @@ is requests answered per wall-clock second over the whole run.  Two kinds:
   certificate (two P-256 keys, two signatures), each with a fresh name;
 - ``attest``: what ``cloister run`` does before a program starts — a nonce
   over the kept connection, a quote from the LAS (its own HTTP request), the
-  evidence over the kept connection, the sealed configuration opened.
+  evidence over the kept connection, the sealed configuration opened;
+- ``cfssl``: the peer, ``POST /api/v1/cfssl/newcert`` to ``cfssl serve`` (a
+  new P-256 key and a certificate signed by its CA), each with a fresh name.
 
 All clients share 127.0.0.1 and one identity, so the bench starts the CAS with
 its per-address limits and the per-creator session quota raised
@@ -60,7 +62,7 @@ def limit_args() -> list[str]:
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "session" | "attest"
+    kind: str  # "session" | "attest" | "cfssl"
     cas_port: int
     cas_ca: str
     cert: str
@@ -133,6 +135,19 @@ def _attest_once(conn: http.client.HTTPSConnection, job: Job) -> str:
     return ""
 
 
+def cfssl_request(name: str) -> bytes:
+    """The body of a cfssl ``newcert``: a new P-256 key and a server certificate for ``name``."""
+    return json.dumps({"request": {"CN": name, "hosts": [name, "127.0.0.1"],
+                                   "key": {"algo": "ecdsa", "size": 256}}}).encode()
+
+
+def _cfssl_once(conn: http.client.HTTPSConnection, name: str) -> str:
+    status, data = _post(conn, "/api/v1/cfssl/newcert", cfssl_request(name), "application/json")
+    if status != 200:
+        return f"HTTP {status}"
+    return "" if json.loads(data).get("success") is True else "cfssl: success false"
+
+
 def _client(job: Job, tag: str, out: list[float], failures: list[str]) -> None:
     from cloister.errors import Error  # noqa: PLC0415
 
@@ -150,6 +165,8 @@ def _client(job: Job, tag: str, out: list[float], failures: list[str]) -> None:
                                   job.payload.format(name=f"c-{tag}-{serial}").encode(),
                                   "application/x-yaml")
                 why = "" if status == 201 else f"HTTP {status}"
+            elif job.kind == "cfssl":
+                why = _cfssl_once(conn, f"c-{tag}-{serial}.bench")
             else:
                 why = _attest_once(conn, job)
         except (OSError, http.client.HTTPException) as exc:
