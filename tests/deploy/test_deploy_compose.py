@@ -63,7 +63,14 @@ def test_compose_model(project: Path) -> None:
     assert set(services) == {"cas", "las", "redis", "api", "init"}
     api, redis = services["api"], services["redis"]
     assert api["ports"][0]["published"] == "4996" and api["ports"][0]["target"] == 4996
-    assert any(t.startswith("/run/redis-tls") for t in redis["tmpfs"])
+    # loopback by default, like the CAS (API_BIND=0.0.0.0 publishes it everywhere)
+    assert api["ports"][0]["host_ip"] == "127.0.0.1"
+    assert services["cas"]["ports"][0]["host_ip"] == "127.0.0.1"
+    for name in ("cas", "las", "redis", "api"):
+        # podman 4 splits a CMD health test on spaces: CMD-SHELL works on both engines
+        assert services[name]["healthcheck"]["test"][0] == "CMD-SHELL", name
+    # Redis's TLS files: cloister run creates /run/redis-tls 0700 on the /run tmpfs
+    assert any(t.startswith("/run:") for t in redis["tmpfs"])
     assert any(t.startswith("/tls") for t in api["tmpfs"])
     for name in ("cas", "las", "redis", "api"):
         assert "healthcheck" in services[name], name
@@ -99,7 +106,8 @@ def test_broken_compose_file_is_rejected(project: Path) -> None:
     assert done.returncode != 0
     assert "healthcheks" in done.stderr
     path.write_text((COMPOSE / "docker-compose.yml").read_text()
-                    .replace('      - "${API_PORT:-4996}:4996"', "      - {published: [4996]}"))
+                    .replace('      - "${API_BIND:-127.0.0.1}:${API_PORT:-4996}:4996"',
+                             "      - {published: [4996]}"))
     assert compose(project, "config", "-q").returncode != 0
 
 

@@ -1,6 +1,7 @@
-"""The Helm chart rendered offline (deploy/tools/helm-render: text/template + sprig, built
-from Debian's Go packages) with several value sets; every manifest validated by
-``kubernetes-validate --strict``; the test hook and probes asserted on."""
+"""The Helm chart rendered and linted by Helm's own engine (PyPI's ``helm-python-sdk``
+embeds it: no helm binary, no cluster) with several value sets; every manifest validated
+by ``kubernetes-validate --strict``; ``helm lint --strict`` clean; the test hook, the LAS
+socket shared through a hostPath, the CAS state directory and the probes asserted on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, build_renderer, kubernetes_validate
+from deploy_support import CHART, helm, kubernetes_validate
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 SEED = ["image=registry.example/patients-api:1", "scone.flask_session=flask-s/flask_restapi",
@@ -26,26 +27,41 @@ VALUE_SETS: dict[str, list[str]] = {
 }
 
 
-@pytest.fixture(scope="session")
-def renderer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_renderer(tmp_path_factory.mktemp("helm-render") / "helm-render")
+class RenderFailed(Exception):
+    pass
 
 
-@pytest.fixture(scope="session")
-def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ca") / "cas-ca.pem"
-    path.write_text(CA)
-    return path
-
-
-def render(renderer: Path, sets: list[str], ca_file: Path | None = None,
-           *extra: str, release: str = "api-v1") -> subprocess.CompletedProcess[str]:
-    args = [str(renderer), "--chart", str(CHART), "--release", release, "--namespace", "prod"]
+def values(sets: list[str], with_ca: bool = True) -> dict[str, Any]:
+    """``--set`` expressions (Helm's own parser) and ``--set-file scone.casCert=…``."""
+    merged: dict[str, Any] = {}
     for item in sets:
-        args += ["--set", item]
-    if ca_file is not None:
-        args += ["--set-file", f"scone.casCert={ca_file}"]
-    return subprocess.run([*args, *extra], capture_output=True, text=True, timeout=60)
+        _merge(merged, helm().parse_set_string(item))
+    if with_ca:
+        _merge(merged, {"scone": {"casCert": CA}})
+    return merged
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def render(sets: list[str], with_ca: bool = True, *, release: str = "api-v1",
+           notes: bool = False) -> str:
+    """What ``helm template RELEASE deploy/helm -n prod --set …`` prints (or NOTES.txt)."""
+    lib = helm()
+    try:
+        out = lib.Chart.load(CHART).render(values(sets, with_ca), name=release,
+                                           namespace="prod", is_install=True)
+    except lib.HelmError as err:
+        raise RenderFailed(str(err)) from None
+    if notes:
+        return out["cloister/templates/NOTES.txt"]
+    return "".join(f"---\n# Source: {path}\n{text.strip()}\n" for path, text in sorted(out.items())
+                   if not path.endswith("NOTES.txt") and text.strip())
 
 
 def docs(text: str) -> Iterator[dict[str, Any]]:
@@ -59,21 +75,37 @@ def by_kind(text: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
-def test_every_rendered_manifest_validates(renderer: Path, ca_file: Path, name: str,
-                                          tmp_path: Path) -> None:
-    done = render(renderer, VALUE_SETS[name], ca_file)
-    assert done.returncode == 0, done.stderr
+def test_every_rendered_manifest_validates(name: str, tmp_path: Path) -> None:
+    text = render(VALUE_SETS[name])
     out = tmp_path / f"{name}.yaml"
-    out.write_text(done.stdout)
+    out.write_text(text)
     checked = subprocess.run([*kubernetes_validate(), "--strict", str(out)],
                              capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    count = len(list(docs(done.stdout)))
+    count = len(list(docs(text)))
     assert checked.stdout.count("passed for resource") == count > 0
 
 
-def test_default_objects(renderer: Path, ca_file: Path) -> None:
-    objs = by_kind(render(renderer, SEED, ca_file).stdout)
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_helm_lint_strict_is_clean(name: str) -> None:
+    report = helm().lint(CHART, values(VALUE_SETS[name]), strict=True, namespace="prod")
+    assert report["errors"] == [], report
+    # severity 1 is INFO ("icon is recommended"); WARNING (2) and ERROR (3) fail --strict
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
+
+
+def test_helm_lint_strict_finds_a_broken_chart(tmp_path: Path) -> None:
+    import shutil  # noqa: PLC0415
+    broken = tmp_path / "cloister"
+    shutil.copytree(CHART, broken)
+    path = broken / "templates/api.yaml"
+    path.write_text(path.read_text().replace("{{- end }}\n", "", 1))
+    report = helm().lint(broken, values(SEED), strict=True)
+    assert report["errors"] or any(m["severity"] == 3 for m in report["messages"])
+
+
+def test_default_objects() -> None:
+    objs = by_kind(render(SEED))
     assert set(objs) == {
         ("Service", "api-v1-api"), ("Deployment", "api-v1-api"), ("ConfigMap", "api-v1-cas-cert"),
         ("Service", "api-v1-cas"), ("StatefulSet", "api-v1-cas"), ("DaemonSet", "api-v1-las"),
@@ -82,16 +114,52 @@ def test_default_objects(renderer: Path, ca_file: Path) -> None:
     cas = objs[("StatefulSet", "api-v1-cas")]
     assert cas["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
     assert "api-v1-cas.prod.svc" in cas["spec"]["template"]["spec"]["containers"][0]["args"]
-    las = objs[("DaemonSet", "api-v1-las")]["spec"]["template"]["spec"]["containers"][0]
-    assert las["ports"][0]["hostPort"] == 18766
+
+
+
+def test_cas_state_directory_is_inside_its_volume_not_the_volume_root() -> None:
+    """The kubelet leaves a volume's root group-accessible (fsGroup), which the CAS refuses
+    for its state directory (``unsafe permissions 0775``): the state is one level below."""
+    cas = pod_spec(by_kind(render(SEED))[("StatefulSet", "api-v1-cas")])
+    container = cas["containers"][0]
+    args = container["args"]
+    state = Path(args[args.index("--state") + 1])
+    mount = Path(next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "state"))
+    assert cas["securityContext"]["fsGroup"] == 10001
+    assert state.parent == mount, f"--state {state} is the volume root {mount} or outside it"
+
+
+def test_las_socket_is_shared_through_a_host_path_not_a_host_port() -> None:
+    objs = by_kind(render(SEED))
+    las = pod_spec(objs[("DaemonSet", "api-v1-las")])
+    container = las["containers"][0]
+    assert "ports" not in container and "--listen" not in container["args"]
+    assert "--allow-remote" not in container["args"]
+    socket = container["args"][container["args"].index("--socket") + 1]
+    assert socket == "/run/cloister/las.sock"
+    assert las["hostPID"] is True  # the LAS measures its caller through /proc/<pid>
+
+    def host_dir(spec: dict[str, Any], c: dict[str, Any]) -> tuple[str, bool]:
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/run/cloister")
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        return volume["hostPath"]["path"], bool(mount.get("readOnly"))
+
+    assert host_dir(las, container) == ("/run/cloister", False)
+    for name in ("api-v1-api", "api-v1-redis"):
+        spec = pod_spec(objs[("Deployment", name)])
+        workload = spec["containers"][0]
+        assert host_dir(spec, workload) == ("/run/cloister", True), name
+        env = {e["name"]: e.get("value") for e in workload["env"]}
+        assert env["CLOISTER_LAS_ADDR"] == socket, name
+        assert "hostPID" not in spec and "hostNetwork" not in spec, name
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     return dict(obj["spec"]["template"]["spec"] if "template" in obj["spec"] else obj["spec"])
 
 
-def test_security_contexts_resources_and_probes(renderer: Path, ca_file: Path) -> None:
-    objs = by_kind(render(renderer, SEED, ca_file).stdout)
+def test_security_contexts_resources_and_probes() -> None:
+    objs = by_kind(render(SEED))
     for (kind, name), obj in objs.items():
         if kind in {"Service", "ConfigMap"}:
             continue
@@ -119,8 +187,8 @@ def api_env(objs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
             ["env"]}
 
 
-def test_injected_paths_are_memory_volumes(renderer: Path, ca_file: Path) -> None:
-    objs = by_kind(render(renderer, SEED, ca_file).stdout)
+def test_injected_paths_are_memory_volumes() -> None:
+    objs = by_kind(render(SEED))
     for name, path in (("api-v1-api", "/tls"), ("api-v1-redis", "/run/redis-tls")):
         spec = pod_spec(objs[("Deployment", name)])
         mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == path)
@@ -128,14 +196,13 @@ def test_injected_paths_are_memory_volumes(renderer: Path, ca_file: Path) -> Non
         assert volume["emptyDir"]["medium"] == "Memory"
     env = api_env(objs)
     assert env["CLOISTER_CONFIG_ID"]["value"] == "flask-s/flask_restapi"
-    assert env["CLOISTER_LAS_ADDR"]["value"] == "$(HOST_IP):18766"
+    assert env["CLOISTER_LAS_ADDR"]["value"] == "/run/cloister/las.sock"
     assert env["CLOISTER_CAS_ADDR"]["value"] == "api-v1-cas:8081"
     assert objs[("ConfigMap", "api-v1-cas-cert")]["data"]["cas-ca.pem"] == CA
 
 
-def test_helm_test_hook_verifies_the_api_with_the_ca_from_the_cas(renderer: Path,
-                                                                 ca_file: Path) -> None:
-    objs = by_kind(render(renderer, SEED, ca_file).stdout)
+def test_helm_test_hook_verifies_the_api_with_the_ca_from_the_cas() -> None:
+    objs = by_kind(render(SEED))
     pod = objs[("Pod", "api-v1-test-api")]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     fetch = pod["spec"]["initContainers"][0]
@@ -152,25 +219,25 @@ def test_helm_test_hook_verifies_the_api_with_the_ca_from_the_cas(renderer: Path
         assert request in script
 
 
-def test_loadbalancer_and_replicas(renderer: Path, ca_file: Path) -> None:
-    objs = by_kind(render(renderer, VALUE_SETS["loadbalancer-3-replicas"], ca_file).stdout)
+def test_loadbalancer_and_replicas() -> None:
+    objs = by_kind(render(VALUE_SETS["loadbalancer-3-replicas"]))
     assert objs[("Service", "api-v1-api")]["spec"]["type"] == "LoadBalancer"
     assert objs[("Deployment", "api-v1-api")]["spec"]["replicas"] == 3
 
 
-def test_external_cas_deploys_no_cas(renderer: Path, ca_file: Path) -> None:
-    objs = by_kind(render(renderer, VALUE_SETS["external-cas"], ca_file).stdout)
+def test_external_cas_deploys_no_cas() -> None:
+    objs = by_kind(render(VALUE_SETS["external-cas"]))
     kinds = {kind for kind, _ in objs}
     assert "StatefulSet" not in kinds and "DaemonSet" not in kinds
     env = api_env(objs)
     assert env["CLOISTER_CAS_ADDR"]["value"] == "cas.example.org:8081"
 
 
-def test_notes(renderer: Path, ca_file: Path) -> None:
-    done = render(renderer, [*SEED, "service.type=LoadBalancer"], ca_file, "--notes")
-    assert done.returncode == 0, done.stderr
-    assert "helm test api-v1" in done.stdout
-    assert "--cacert cacert.pem" in done.stdout and " -k" not in done.stdout
+def test_notes() -> None:
+    notes = render([*SEED, "service.type=LoadBalancer"], notes=True)
+    assert "helm test api-v1" in notes
+    assert "--cacert cacert.pem" in notes and " -k" not in notes
+    assert "--state /var/lib/cloister/cas/state" in notes
 
 
 @pytest.mark.parametrize(("sets", "with_ca", "message"), [
@@ -178,24 +245,21 @@ def test_notes(renderer: Path, ca_file: Path) -> None:
     ([s for s in SEED if "flask_session" not in s], True, "scone.flask_session is required"),
     (SEED, False, "scone.casCert is required"),
 ])
-def test_missing_required_value_is_rejected_by_the_renderer(
-        renderer: Path, ca_file: Path, sets: list[str], with_ca: bool, message: str) -> None:
-    done = render(renderer, sets, ca_file if with_ca else None)
-    assert done.returncode == 1
-    assert message in done.stderr
-    assert done.stdout == ""
+def test_missing_required_value_is_rejected_by_helm(sets: list[str], with_ca: bool,
+                                                   message: str) -> None:
+    with pytest.raises(RenderFailed, match=message):
+        render(sets, with_ca)
 
 
 @pytest.mark.parametrize(("bad", "complaint"), [
     ("replicaCount=three", "spec.replicas: 'three' is not of type 'integer'"),
     ("service.port=https-port", "is not of type 'integer'"),
 ])
-def test_invalid_value_is_rejected_by_validation(renderer: Path, ca_file: Path, bad: str,
-                                                 complaint: str, tmp_path: Path) -> None:
-    done = render(renderer, [*SEED, bad], ca_file)
-    assert done.returncode == 0, done.stderr  # the renderer does not type-check values
+def test_invalid_value_is_rejected_by_validation(bad: str, complaint: str,
+                                                 tmp_path: Path) -> None:
+    text = render([*SEED, bad])  # the chart has no values schema: Helm renders it as given
     out = tmp_path / "bad.yaml"
-    out.write_text(done.stdout)
+    out.write_text(text)
     checked = subprocess.run([*kubernetes_validate(), "--strict", str(out)],
                              capture_output=True, text=True, timeout=300)
     assert checked.returncode != 0

@@ -1,6 +1,6 @@
-"""Static checks of the Dockerfiles (no Docker engine here): pinned bases, non-root
-users, no secret material in a Dockerfile or its build context, the fspf key kept
-out of the API image's final stage."""
+"""Static checks of the Dockerfiles and build.sh: pinned bases, non-root users, no secret
+material in a Dockerfile or its build context, the fspf key kept out of the API image's
+final stage. test_deploy_podman.py builds the images and checks the same on them."""
 
 from __future__ import annotations
 
@@ -76,13 +76,15 @@ def test_api_image_keeps_the_seal_output_out_of_its_layers() -> None:
     copies = [line for line in final if line.upper().startswith("COPY")]
     assert copies == ["COPY --from=seal --chown=0:0 /fspf/encrypted-files /fspf/encrypted-files"]
     seal_run = " ".join(names["seal"])
-    # seal.txt lives in /out, outside the tree that is copied on; the log never shows it
-    assert "> /out/seal.txt" in seal_run and "umask 077" in seal_run
+    # seal.txt lives in /out (0700), outside the tree that is copied on; the log never
+    # shows it; the tree is sealed with umask 022 so that the API's user can read it
+    assert "> /out/seal.txt" in seal_run and "install -d -m 0700 -o 10001 -g 10001 /out" in seal_run
+    assert "umask 022" in seal_run and "umask 077" not in seal_run
 
 
 def test_dockerignore_excludes_keys_and_caches() -> None:
     api = (IMAGES / "api/Dockerfile.dockerignore").read_text().split()
-    for pattern in ("**/__pycache__", ".env", "*.pem", "*.key", "secrets/"):
+    for pattern in ("**/__pycache__", ".env", "*.pem", "*.key", "secrets/", "policies/"):
         assert pattern in api
     runtime = [line for line in (IMAGES / "runtime/Dockerfile.dockerignore").read_text()
                .splitlines() if line and not line.startswith("#")]

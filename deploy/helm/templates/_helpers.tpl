@@ -38,14 +38,10 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Environment of every `cloister run` container. */}}
 {{- define "cloister.runtimeEnv" -}}
-- name: HOST_IP
-  valueFrom:
-    fieldRef:
-      fieldPath: status.hostIP
 - name: CLOISTER_CAS_ADDR
   value: {{ include "cloister.casAddr" . | quote }}
 - name: CLOISTER_LAS_ADDR
-  value: "$(HOST_IP):{{ .Values.scone.lasPort }}"
+  value: {{ printf "%s/las.sock" (.Values.scone.lasSocketDir | trimSuffix "/") | quote }}
 - name: CLOISTER_CAS_CERT
   value: /var/lib/cloister/public/cas-ca.pem
 - name: CLOISTER_RETRY_SECONDS
@@ -57,6 +53,23 @@ app.kubernetes.io/component: {{ .component }}
 - name: cas-cert
   configMap:
     name: {{ include "cloister.fullname" . }}-cas-cert
+{{- end -}}
+
+{{/* The node's LAS socket directory (hostPath, shared with the LAS DaemonSet, as SPIRE's
+agent shares its socket). The LAS identifies a caller by the kernel's peer credentials on
+the socket, never by what the caller says. */}}
+{{- define "cloister.lasSocketVolume" -}}
+- name: las-socket
+  hostPath:
+    path: {{ .Values.scone.lasSocketDir | quote }}
+    type: DirectoryOrCreate
+{{- end -}}
+
+{{/* Workloads only connect to the socket: a read-only mount is enough. */}}
+{{- define "cloister.lasSocketMount" -}}
+- name: las-socket
+  mountPath: {{ .Values.scone.lasSocketDir | quote }}
+  readOnly: true
 {{- end -}}
 
 {{- define "cloister.casCertMount" -}}

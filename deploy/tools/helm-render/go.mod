@@ -1,1 +1,0 @@
-module cloister.dev/helm-render

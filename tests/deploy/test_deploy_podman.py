@@ -1,0 +1,295 @@
+"""The deployment run for real with podman: images built by deploy/images/build.sh from a
+Debian base made by mmdebstrap, the compose file brought up by the real Compose binary
+against ``podman system service``, the seed's walkthrough with verified TLS (real curl),
+each service restarted alone, ``down`` + ``up`` keeping the data; and the built images
+checked for what the four deployment defects of issue 18 got wrong.
+
+Slow (a few minutes the first time a day, when the base image is built): ``make test-all``
+and ``.ci/run`` run it. Skips with the reason where podman cannot run containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_support import DEPLOY, compose_binary, free_port
+from podman_support import API_IMAGE, IMAGES, PREFIX, TAG, Podman, podman_or_skip
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+SEAL_KEY = "fspf_key: "
+PATIENT = ("fname=Jane&lname=Doe&address='123 Main Street'&city=Richmond&state=Washington"
+           "&ssn=123-223-2345&email=nr@aaa.com&dob=01/01/2010&contactphone=123-234-3456"
+           "&drugallergies='Sulpha, Penicillin, Tree Nut'"
+           "&preexistingconditions='diabetes, hypertension, asthma'&dateadmitted=01/05/2010"
+           "&insurancedetails='Primera Blue Cross'")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Podman, Path]]:
+    """Podman with the images built; the seal output in a 0700 ``secrets`` directory."""
+    tmp = tmp_path_factory.mktemp("podman")
+    started = time.monotonic()
+    podman = podman_or_skip(tmp)
+    print(f"\nbase image ready in {time.monotonic() - started:.0f} s")
+    secrets = tmp / "compose" / "secrets"
+    podman.build_images(secrets)
+    print(f"images built in {time.monotonic() - started:.0f} s (base included)")
+    yield podman, secrets
+
+
+def seal_key(secrets: Path) -> str:
+    line = next(x for x in (secrets / "api-seal.txt").read_text().splitlines()
+                if x.startswith(SEAL_KEY))
+    return line.removeprefix(SEAL_KEY).strip()
+
+
+# -- defect 1: the seal output must be readable by the init service's uid
+def test_seal_output_is_readable_by_the_init_user_and_nobody_else_on_the_host(
+        built: tuple[Podman, Path]) -> None:
+    podman, secrets = built
+    assert secrets.stat().st_mode & 0o777 == 0o700, "other host users could read the key"
+    # as Compose passes a file secret outside swarm: bind-mounted with its owner and mode
+    done = podman.run("run", "--rm", "--user", "10001:10001", "--network", "none",
+                      "-v", f"{secrets / 'api-seal.txt'}:/run/secrets/api-seal:ro",
+                      "--entrypoint", "sh", f"{PREFIX}/redis:{TAG}", "-c",
+                      "grep -c '^fspf_' /run/secrets/api-seal", check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "3", \
+        f"uid 10001 cannot read the seal output: {done.stderr}"
+
+
+# -- defect 2: the API's user must read every sealed file; policies are not sealed in
+def test_api_user_reads_its_whole_sealed_tree_which_holds_no_policies(
+        built: tuple[Podman, Path]) -> None:
+    podman, _ = built
+    done = podman.run("run", "--rm", "--network", "none", "--entrypoint", "sh", API_IMAGE, "-c",
+                      "id -u; find /fspf/encrypted-files ! -readable; "
+                      "find /fspf/encrypted-files -name policies", check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert lines[0] == "10001"
+    assert lines[1:] == [], f"unreadable for the API, or sealed though not code: {lines[1:]}"
+
+
+# -- Deliver 2: the seal key in no layer of any built image
+def test_seal_key_is_in_no_layer_or_history_of_any_image(built: tuple[Podman, Path],
+                                                         tmp_path: Path) -> None:
+    podman, secrets = built
+    key = seal_key(secrets).encode()
+    assert len(key) == 64
+    for image in IMAGES:
+        archive = tmp_path / "image.tar"
+        podman.run("save", "--format", "docker-archive", "-o", str(archive), image)
+        found = []
+        with tarfile.open(archive) as outer:
+            for member in outer.getmembers():
+                data = outer.extractfile(member)
+                if data is None:
+                    continue
+                blob = data.read()
+                if key in blob or key.upper() in blob:
+                    found.append(member.name)
+                if member.name.endswith(".tar"):  # a layer: look inside every file
+                    found += _layer_hits(tmp_path / "layer.tar", blob, key)
+        archive.unlink()
+        history = podman.run("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+        inspect = podman.run("image", "inspect", image).stdout
+        assert found == [] and key.decode() not in history + inspect, (image, found)
+
+
+def _layer_hits(path: Path, blob: bytes, key: bytes) -> list[str]:
+    path.write_bytes(blob)
+    hits = []
+    with tarfile.open(path) as layer:
+        for member in layer.getmembers():
+            data = layer.extractfile(member) if member.isfile() else None
+            if data is not None and key in data.read():
+                hits.append(member.name)
+    path.unlink()
+    return hits
+
+
+# -- Deliver 3 and 5: the compose deployment through the real Compose binary
+class Deployment:
+    def __init__(self, podman: Podman, project_dir: Path, docker_host: str) -> None:
+        self.podman = podman
+        self.dir = project_dir
+        self.project = f"cloister-e2e-{os.getpid()}"
+        self.env = {**podman.env, "DOCKER_HOST": docker_host}
+        self.api_port = free_port()
+        self.cas_port = free_port()
+
+    def compose(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+        with self.podman.drive_health(self.project):
+            done = subprocess.run([str(compose_binary()), "--project-directory", str(self.dir),
+                                   "-p", self.project, *args], capture_output=True, text=True,
+                                  env=self.env, timeout=timeout)
+        assert done.returncode == 0, f"compose {' '.join(args)}: exit {done.returncode}\n" \
+            f"{done.stderr[-4000:]}\n{self.logs()}"
+        return done
+
+    def logs(self) -> str:
+        done = subprocess.run([str(compose_binary()), "--project-directory", str(self.dir),
+                               "-p", self.project, "logs", "--no-color", "--tail", "15"],
+                              capture_output=True, text=True, env=self.env, timeout=120)
+        return done.stdout[-6000:]
+
+    def up(self) -> str:
+        self.compose("up", "-d", "--wait", "--wait-timeout", "300")
+        return self.init_log()
+
+    def init_log(self) -> str:
+        name = f"{self.project}-init-1"
+        return self.podman.run("logs", name).stdout + self.podman.run("logs", name).stderr
+
+    def curl(self, *args: str) -> str:
+        done = subprocess.run(["curl", "-sS", "--fail-with-body", "--max-time", "30", *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"curl {args}: exit {done.returncode}: {done.stderr}" \
+            f"{done.stdout}\n{self.logs()}"
+        return done.stdout
+
+    def cas_certificate(self, out: Path) -> Path:
+        """What a user pins: the CAS CA certificate read from the CAS's own state."""
+        done = self.podman.run("exec", f"{self.project}-cas-1", "cloister", "cas",
+                               "show-certificate", "--state", "/var/lib/cloister/cas")
+        out.write_text(done.stdout)
+        return out
+
+    def api_ca(self, cas_ca: Path, out: Path) -> str:
+        """The API's CA from the CAS (verified against the pinned CAS certificate)."""
+        session = self.env_file()["FLASK_SESSION"]
+        text = self.curl("--cacert", str(cas_ca),
+                         f"https://localhost:{self.cas_port}/v1/values/"
+                         f"session={session},secret=api_ca_cert")
+        pem = json.loads(text)["value"]
+        out.write_text(pem)
+        return str(pem)
+
+    def env_file(self) -> dict[str, str]:
+        pairs = (line.split("=", 1) for line in (self.dir / ".env").read_text().splitlines()
+                 if "=" in line and not line.startswith("#"))
+        return dict(pairs)
+
+    def api(self, api_ca: Path, method: str, path: str, *data: str) -> dict[str, Any]:
+        port = self.api_port
+        extra = ["-d", data[0]] if data else []
+        text = self.curl("--cacert", str(api_ca), "--resolve", f"api:{port}:127.0.0.1",
+                         "-X", method, f"https://api:{port}{path}", *extra)
+        return dict(json.loads(text))
+
+
+@pytest.fixture
+def deployment(built: tuple[Podman, Path], tmp_path: Path) -> Iterator[Deployment]:
+    podman, secrets = built
+    work = secrets.parent
+    for item in (DEPLOY / "compose").iterdir():
+        if item.name not in {"secrets", ".env"}:
+            shutil.copy(item, work / item.name)
+    shutil.copytree(DEPLOY / "policies", work.parent / "policies", dirs_exist_ok=True)
+    with podman.service() as docker_host:
+        dep = Deployment(podman, work, docker_host)
+        (work / ".env").write_text(
+            (DEPLOY / "compose/.env.example").read_text()
+            .replace("patients-flask-change-me", "e2e-flask")
+            .replace("patients-redis-change-me", "e2e-redis")
+            + f"API_IMAGE={API_IMAGE}\nCLOISTER_TAG={TAG}\nAPI_PORT={dep.api_port}\n"
+            f"CAS_PORT={dep.cas_port}\n")
+        try:
+            yield dep
+        finally:
+            subprocess.run([str(compose_binary()), "--project-directory", str(work),
+                            "-p", dep.project, "down", "-v", "-t", "5"], capture_output=True,
+                           env=dep.env, timeout=300)
+            podman.remove_project(dep.project)
+    assert podman.run("ps", "-aq", "--filter",
+                      f"label=com.docker.compose.project={dep.project}").stdout.strip() == ""
+
+
+def test_compose_serves_the_walkthrough_survives_restarts_and_keeps_its_data(
+        deployment: Deployment, tmp_path: Path) -> None:
+    dep = deployment
+    started = time.monotonic()
+    log = dep.up()
+    assert "creating session e2e-redis" in log and "creating session e2e-flask" in log, log
+    print(f"compose up (sessions created, all healthy) in {time.monotonic() - started:.0f} s")
+    cas_ca = dep.cas_certificate(tmp_path / "cas-ca.pem")
+    api_ca_file = tmp_path / "api-ca.pem"
+    first_ca = dep.api_ca(cas_ca, api_ca_file)
+
+    # the seed's walkthrough: POST, GET, score — every TLS connection verified
+    posted = dep.api(api_ca_file, "POST", "/patient/patient_3", PATIENT)
+    assert posted.get("fname") == "Jane" or "patient_3" in json.dumps(posted), posted
+    assert dep.api(api_ca_file, "GET", "/patient/patient_3")["fname"] == "Jane"
+    assert "score" in dep.api(api_ca_file, "GET", "/score/patient_3")
+
+    # defect 3: a second `up` re-runs init, which must leave unchanged sessions alone
+    log = dep.up()
+    assert "session e2e-redis unchanged" in log and "session e2e-flask unchanged" in log, log
+    assert dep.api_ca(cas_ca, api_ca_file) == first_ca, "a second up re-issued the API CA"
+
+    # each service restarted alone: the others still trust it, the data is there
+    for service in ("cas", "las", "redis", "api"):
+        dep.compose("restart", service)
+        dep.compose("up", "-d", "--wait", "--wait-timeout", "300", "redis", "api")
+        assert dep.api(api_ca_file, "GET", "/patient/patient_3")["fname"] == "Jane", service
+        assert "score" in dep.api(api_ca_file, "GET", "/score/patient_3"), service
+    # restarting the API made it attest again and fetch certificates the client trusts;
+    # restarting Redis made the API reconnect with the certificates it had
+    assert dep.api_ca(cas_ca, api_ca_file) == first_ca
+
+    # down + up: volumes kept, so the CAS, its CA and the patient are all still there
+    dep.compose("down", "-t", "5")
+    log = dep.up()
+    assert "unchanged" in log, log
+    assert dep.cas_certificate(tmp_path / "cas-ca-2.pem").read_text() == cas_ca.read_text()
+    assert dep.api_ca(cas_ca, api_ca_file) == first_ca
+    assert dep.api(api_ca_file, "GET", "/patient/patient_3")["lname"] == "Doe"
+    print(f"compose walkthrough, restarts and down/up in {time.monotonic() - started:.0f} s")
+
+
+# -- defect 4: the chart's CAS pod, run as a container with the chart's settings
+def test_chart_cas_pod_starts_on_a_volume_prepared_for_its_fs_group(
+        built: tuple[Podman, Path], tmp_path: Path) -> None:
+    """The kubelet makes an fsGroup volume's root group-owned and group-writable (2775);
+    the CAS refuses such a state directory, so the chart puts the state one level below."""
+    from test_deploy_helm import SEED, by_kind, pod_spec, render  # noqa: PLC0415
+
+    podman, _ = built
+    spec = pod_spec(by_kind(render(SEED))[("StatefulSet", "api-v1-cas")])
+    container = spec["containers"][0]
+    group = spec["securityContext"]["fsGroup"]
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "state")
+    volume = tmp_path / "pv"
+    volume.mkdir()
+    os.chown(volume, 0, group)
+    volume.chmod(0o2775)
+    name = f"cloister-chart-cas-{os.getpid()}"
+    user = spec["securityContext"]
+    podman.run("run", "-d", "--name", name, "--network", "none", "--read-only",
+               "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+               "--user", f"{user['runAsUser']}:{user['runAsGroup']}", "--group-add", str(group),
+               "-v", f"{volume}:{mount}", "--tmpfs", "/tmp", container["image"],
+               *container["args"])
+    try:
+        deadline = time.monotonic() + 90
+        while podman.run("healthcheck", "run", name, check=False).returncode != 0:
+            state = podman.run("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
+            logs = podman.run("logs", name, check=False)
+            assert state == "running", f"the CAS pod's container stopped: {logs.stderr[-800:]}"
+            assert time.monotonic() < deadline, logs.stderr[-800:]
+            time.sleep(1)
+        state_dir = Path(container["args"][container["args"].index("--state") + 1])
+        mode = podman.run("exec", name, "stat", "-c", "%a", str(state_dir)).stdout.strip()
+        assert mode == "700"
+    finally:
+        podman.run("rm", "-f", "-t", "0", name, check=False)
