@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all lint typecheck bench clean deps deps-run
+.PHONY: run test test-all test-deploy lint typecheck bench clean deps deps-run
 
 ## the Debian packages (scripts/install-deps: apt-get as root, else it prints the command)
 deps:
@@ -37,9 +37,15 @@ test: deps $(STAMP)
 	$(BIN)/mypy
 	$(TEST_LOCK) $(BIN)/python -m pytest -n 2 -m "not slow" tests
 
-## everything, including the long fault and fuzz cases
+## everything, including the long fault and fuzz cases and the podman deployment e2e
+## (--dist loadgroup: the podman tests share one image build, on one worker)
 test-all: deps $(STAMP)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+
+## the deployment run for real: images built with podman, compose up through the real
+## Compose binary, the walkthrough (a few minutes; the first run of a day builds the base)
+test-deploy: deps $(STAMP)
+	$(BIN)/python -m pytest -m slow -v --durations=0 tests/deploy/test_deploy_podman.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
