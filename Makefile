@@ -45,7 +45,7 @@ test-all: deps $(STAMP)
 ## the deployment run for real: images built with podman, compose up through the real
 ## Compose binary, the walkthrough (a few minutes; the first run of a day builds the base)
 test-deploy: deps $(STAMP)
-	$(BIN)/python -m pytest -m slow -v --durations=0 tests/deploy/test_deploy_podman.py
+	$(TEST_LOCK) $(BIN)/python -m pytest -m slow -v --durations=0 tests/deploy/test_deploy_podman.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
