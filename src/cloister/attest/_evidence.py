@@ -154,3 +154,18 @@ def parse_typed(evidence: bytes, type_: str, keys: frozenset[str]) -> dict[str, 
 def message(exc: errors.EvidenceError) -> str:
     """An evidence error as one reason line (message and details)."""
     return exc.message + "".join(f"; {d}" for d in exc.details)
+
+
+RUNTIME_CONTEXT = b"cloister-runtime-claims-v1\0"
+
+
+def runtime_binding(type_: str, measurement: str, fspf_tag: str | None) -> bytes:
+    """The 32 bytes a hardware report's data carries after ``report_data``: the runtime claims.
+
+    ``SHA256(context ‖ len(type) ‖ type ‖ measurement ‖ tag)`` where the tag
+    is ``0x00`` when absent and ``0x01 ‖ tag`` when present (fixed lengths, so
+    the encoding is unambiguous).  Hex inputs must be well-formed.
+    """
+    tag = b"\0" if fspf_tag is None else b"\1" + bytes.fromhex(fspf_tag)
+    return hashlib.sha256(RUNTIME_CONTEXT + bytes([len(type_)]) + type_.encode()
+                          + bytes.fromhex(measurement) + tag).digest()

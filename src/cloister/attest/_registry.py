@@ -22,6 +22,7 @@ BUILTIN = (
     "simulation",
     "tpm",
     "sevsnp",
+    "tdx",
 )
 
 _lock = threading.Lock()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import struct
 import uuid
 from dataclasses import dataclass
@@ -62,7 +61,6 @@ TCB_LAYOUTS = {
     "genoa": {"bootloader": 0, "tee": 1, "snp": 6, "microcode": 7},
     "turin": {"fmc": 0, "bootloader": 1, "tee": 2, "snp": 3, "microcode": 7},
 }
-RUNTIME_CONTEXT = b"cloister-snp-claims-v1\0"
 _KEYS = frozenset({"format", "version", "type", "claims", "report", "certificates"})
 
 
@@ -161,8 +159,7 @@ def chip_id_of(report: Report, product: str) -> bytes:
 
 def runtime_binding(measurement: str, fspf_tag: str | None) -> bytes:
     """Bytes 32..63 of REPORT_DATA: SHA-256 over the runtime claims the LAS quoted."""
-    tag = b"\0" if fspf_tag is None else b"\1" + bytes.fromhex(fspf_tag)
-    return hashlib.sha256(RUNTIME_CONTEXT + bytes.fromhex(measurement) + tag).digest()
+    return _evidence.runtime_binding(SEV_SNP, measurement, fspf_tag)
 
 
 def parse_cert_table(table: bytes) -> dict[str, bytes]:
