@@ -23,6 +23,7 @@ BUILTIN = (
     "tpm",
     "sevsnp",
     "tdx",
+    "azsnpvtpm",
 )
 
 _lock = threading.Lock()

@@ -14,6 +14,7 @@ from cloister.cli._exit import INTERRUPTED_EXIT, epilog, exit_code_for
 #: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
 COMMAND_MODULES: tuple[str, ...] = (
     "_session", "_measure", "_las", "_cas", "_fspf", "_run", "_values", "_demo", "_transform",
+    "_attest",
 )
 
 #: the module that registers each top-level command, so that one command's start-up
@@ -21,7 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 COMMAND_OWNERS: dict[str, str] = {
     "session": "_session", "measure": "_measure", "las": "_las", "cas": "_cas",
     "fspf": "_fspf", "seal": "_fspf", "run": "_run", "values": "_values", "demo": "_demo",
-    "transform": "_transform",
+    "transform": "_transform", "attest": "_attest",
 }
 
 
