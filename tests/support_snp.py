@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from cloister.attest import Collateral
+from cloister.attest.sevsnp import build_cert_table
 
 _OID = "1.3.6.1.4.1.3704.1."
 NOT_BEFORE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -108,3 +111,54 @@ class SnpSigner:
         raw[0x2A0:0x2E8] = r.to_bytes(72, "little")
         raw[0x2E8:0x330] = s.to_bytes(72, "little")
         return bytes(raw)
+
+
+class FakeTsm:
+    """A fake configfs-tsm report tree served by ``signer`` in a thread (stop() joins it).
+
+    Like the kernel it fills each new entry with ``provider`` and ``generation``;
+    on each new ``inblob`` it writes ``outblob`` (the signed report) and
+    ``auxblob`` (the certificate table with the VCEK), then bumps ``generation``.
+    """
+
+    def __init__(self, root: Path, signer: SnpSigner) -> None:
+        self.root, self.signer = root, signer
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._seen: dict[Path, bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.reports = 0
+
+    def __enter__(self) -> FakeTsm:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        while not self._stop.wait(0.005):
+            for entry in [p for p in self.root.iterdir() if p.is_dir()]:
+                try:
+                    self._step(entry)
+                except OSError:
+                    continue  # the quoter removed it meanwhile
+
+    def _step(self, entry: Path) -> None:
+        if not (entry / "generation").exists():
+            (entry / "provider").write_text("sev_guest\n")
+            (entry / "generation").write_text("0\n")
+        inblob = entry / "inblob"
+        if not inblob.exists():
+            return
+        data = inblob.read_bytes()
+        stamp = data + str(inblob.stat().st_mtime_ns).encode()
+        if self._seen.get(entry) == stamp or len(data) != 64:
+            return
+        self._seen[entry] = stamp
+        (entry / "outblob").write_bytes(self.signer.report(data))
+        (entry / "auxblob").write_bytes(build_cert_table({"vcek": self.signer.vcek_der()}))
+        generation = int((entry / "generation").read_text() or "0")
+        (entry / "generation").write_text(f"{generation + 1}\n")
+        self.reports += 1

@@ -13,9 +13,11 @@ from cas_harness import CAS, CLOISTER, Identity, free_port, make_identity
 
 
 class LAS:
-    def __init__(self, state: Path, log: Path, tpm: str | None = None) -> None:
+    def __init__(self, state: Path, log: Path, tpm: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.state, self.log, self.port = state, log, free_port()
         self.tpm = tpm  # a TCTI: quote with that TPM (evidence type tpm)
+        self.extra_args = extra_args  # e.g. --evidence sev-snp --quoter-option tsm=DIR
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -26,7 +28,7 @@ class LAS:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [CLOISTER, "las", "serve", "--state", str(self.state), "--listen", self.addr,
-                 *(["--tpm", self.tpm] if self.tpm else [])],
+                 *(["--tpm", self.tpm] if self.tpm else []), *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
@@ -49,10 +51,11 @@ class LAS:
 class Platform:
     """A running CAS and LAS, and an identity to post sessions with."""
 
-    def __init__(self, root: Path, tpm: str | None = None) -> None:
+    def __init__(self, root: Path, tpm: str | None = None, *, cas_args: tuple[str, ...] = (),
+                 las_args: tuple[str, ...] = ()) -> None:
         self.root = root
-        self.cas = CAS(root / "cas", root / "cas.log")
-        self.las = LAS(root / "las", root / "las.log", tpm)
+        self.cas = CAS(root / "cas", root / "cas.log", cas_args)
+        self.las = LAS(root / "las", root / "las.log", tpm, las_args)
         self.owner: Identity = make_identity(root / "ids", "owner")
 
     def create(self, session_yaml: str) -> str:
@@ -79,10 +82,9 @@ class Platform:
 
 
 @contextmanager
-def platform(root: Path, tpm: str | None = None,
-             cas_args: tuple[str, ...] = ()) -> Iterator[Platform]:
-    p = Platform(root, tpm)
-    p.cas.extra_args = cas_args
+def platform(root: Path, tpm: str | None = None, *, cas_args: tuple[str, ...] = (),
+             las_args: tuple[str, ...] = ()) -> Iterator[Platform]:
+    p = Platform(root, tpm, cas_args=cas_args, las_args=las_args)
     p.cas.start()
     p.las.start()
     try:

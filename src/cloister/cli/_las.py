@@ -42,6 +42,14 @@ def register(subparsers: Any) -> None:
                        help=f"address to listen on (default: {attest.DEFAULT_LISTEN})")
     serve.add_argument("--allow-remote", action="store_true", help=_REMOTE_HELP)
     _tpm_arguments(serve)
+    serve.add_argument(
+        "--evidence", default=None, metavar="TYPE",
+        help="evidence type to quote: simulation (default), tpm (same as --tpm), sev-snp or "
+             "tdx (configfs-tsm in a confidential VM)")
+    serve.add_argument(
+        "--quoter-option", action="append", default=[], metavar="KEY=VALUE",
+        help="a setting of the evidence type's quoter, e.g. tsm=/sys/kernel/config/tsm/report "
+             "or device=/dev/sev-guest (repeatable)")
     serve.set_defaults(func=_serve)
 
     enroll = commands.add_parser(
@@ -101,9 +109,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _quoter_choice(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     """The evidence type and quoter options the command line asks for."""
+    options: dict[str, str] = {}
+    for item in args.quoter_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.ConfigError(f"--quoter-option {item!r} is not KEY=VALUE")
+        options[key] = value
     if args.tpm is not None:
-        return "tpm", {"tcti": args.tpm, "pcrs": args.pcrs}
-    return "simulation", {}
+        if args.evidence not in (None, "tpm"):
+            raise errors.ConfigError(f"--tpm quotes tpm evidence, not {args.evidence}")
+        return "tpm", {"tcti": args.tpm, "pcrs": args.pcrs, **options}
+    return args.evidence or "simulation", options
 
 
 def _platform_id(args: argparse.Namespace) -> int:

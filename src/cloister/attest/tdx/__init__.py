@@ -12,13 +12,16 @@ where used MRCONFIGID and MROWNER.
 from cloister.attest._plugin import EvidenceType
 from cloister.attest.tdx._format import TDX, build_evidence, parse_quote
 from cloister.attest.tdx._policy import POLICY_KEYS
+from cloister.attest.tdx._quoter import TdxQuoter, make_quoter
 from cloister.attest.tdx._verify import TdxVerifier
 
 EVIDENCE_TYPE = EvidenceType(
     name=TDX,
     verifier=TdxVerifier(),
     policy_keys=POLICY_KEYS,
+    quoter=make_quoter,
     summary="an Intel CPU signed this TD's MRTD and RTMRs: the host cannot forge it",
 )
 
-__all__ = ["EVIDENCE_TYPE", "TDX", "TdxVerifier", "build_evidence", "parse_quote"]
+__all__ = ["EVIDENCE_TYPE", "TDX", "TdxQuoter", "TdxVerifier", "build_evidence",
+           "parse_quote"]
