@@ -37,6 +37,8 @@ VECTORS = {
                       "2026-02-20T12:00:00Z", ("tcb_status", "OutOfDate")),
     "az-snp-vtpm evidence": ("az-snp-vtpm/milan/evidence.json", "az-snp-vtpm", None,
                              "2025-06-01T00:00:00Z", ("report_data", "6368616c6c656e6765")),
+    "tpm gce vendor chain": ("gce-vtpm/cos85-nonce9009.pb", "tpm", None, "2025-06-01T00:00:00Z",
+                             ("report_data", "9009")),
     "az-snp-vtpm hcl report": ("az-snp-vtpm/milan/hcl-report.bin", "az-snp-vtpm",
                                "az-snp-vtpm/milan", "2025-06-01T00:00:00Z",
                                ("vtpm_quote", False)),

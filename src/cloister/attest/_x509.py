@@ -48,8 +48,10 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 def name(cert: x509.Certificate) -> str:
     """The certificate's subject common name (or the whole subject) for messages."""
-    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else cert.subject.rfc4514_string()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Google's vTPM CAs have common names over 64 characters
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return str(cns[0].value) if cns else cert.subject.rfc4514_string()
 
 
 def validity_problem(cert: x509.Certificate, now: datetime, what: str) -> str | None:

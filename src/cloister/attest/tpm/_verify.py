@@ -49,6 +49,7 @@ from cloister import errors
 from cloister.attest import _evidence
 from cloister.attest._plugin import NO_COLLATERAL, Collateral, VerifiedClaims
 from cloister.attest.tpm import _format as fmt
+from cloister.attest.tpm import _vendor
 
 
 class TpmVerifier:
@@ -73,7 +74,9 @@ class TpmVerifier:
     ) -> VerifiedClaims | list[str]:
         # the report data travels in clear in the claims (bound by extraData);
         # the decision's binding step compares it with expected_report_data
-        del expected_report_data, now, collateral
+        del expected_report_data, collateral
+        if not evidence.lstrip().startswith(b"{"):  # a vTPM attestation with a vendor AK chain
+            return _vendor.verify_attestation(evidence, now, _vendor.shipped_certificates())
         try:
             parts = fmt.parse_evidence(evidence)
             ak = fmt.parse_ak_public(parts.ak_public)
