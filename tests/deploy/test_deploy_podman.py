@@ -5,7 +5,8 @@ each service restarted alone, ``down`` + ``up`` keeping the data; and the built 
 checked for what the four deployment defects of issue 18 got wrong.
 
 Slow (a few minutes the first time a day, when the base image is built): ``make test-all``
-and ``.ci/run`` run it. Skips with the reason where podman cannot run containers.
+and ``make test-deploy`` run it (not ``.ci/run`` for now, see there). Skips with the reason
+where podman cannot run containers.
 """
 
 from __future__ import annotations
