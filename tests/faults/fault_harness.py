@@ -16,21 +16,11 @@ INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
 if str(INTEGRATION) not in sys.path:  # cas_harness / run_harness are shared with integration/
     sys.path.insert(0, str(INTEGRATION))
 
+from cas_harness import CA_SESSION  # noqa: E402 - after the path insert
+
 REPO = Path(__file__).resolve().parents[2]
 
-SESSION = """\
-name: {name}
-version: "0.3"
-secrets:
-  - name: ca_key
-    kind: private-key
-  - name: ca
-    kind: x509-ca
-    private_key: ca_key
-    export_public: true
-  - name: pw
-    kind: ascii
-"""
+SESSION = CA_SESSION
 
 
 @contextmanager

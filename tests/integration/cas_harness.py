@@ -149,3 +149,19 @@ class CAS:
         out = subprocess.run(args, input=data, capture_output=True, check=True).stdout
         body, _, status = out.rpartition(b"\n")
         return Reply(int(status), body)
+
+
+# a session with a generated CA (exported) and a password: the stores' and faults' workhorse
+CA_SESSION = """\
+name: {name}
+version: "0.3"
+secrets:
+  - name: ca_key
+    kind: private-key
+  - name: ca
+    kind: x509-ca
+    private_key: ca_key
+    export_public: true
+  - name: pw
+    kind: ascii
+"""

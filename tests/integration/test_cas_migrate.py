@@ -7,23 +7,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cas_harness import CAS, CLOISTER, key_file_of, make_identity
+from cas_harness import CA_SESSION, CAS, CLOISTER, key_file_of, make_identity
 
 from pg_harness import PostgresCluster
 
-SESSION = """\
-name: {name}
-version: "0.3"
-secrets:
-  - name: ca_key
-    kind: private-key
-  - name: ca
-    kind: x509-ca
-    private_key: ca_key
-    export_public: true
-  - name: pw
-    kind: ascii
-{extra}"""
+SESSION = CA_SESSION + "{extra}"
 
 
 def _migrate(state: Path, url: str, key: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,25 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cas_harness import CAS, Identity, Reply, init_state, make_identity
+from cas_harness import CA_SESSION, CAS, Identity, Reply, init_state, make_identity
 
 from cloister.cas import ServerConfig, open_store
 from cloister.policy import load_session
 from pg_harness import PostgresCluster, running_cluster
 
-SESSION = """\
-name: {name}
-version: "0.3"
-secrets:
-  - name: ca_key
-    kind: private-key
-  - name: ca
-    kind: x509-ca
-    private_key: ca_key
-    export_public: true
-  - name: pw
-    kind: ascii
-"""
+SESSION = CA_SESSION
 
 
 @pytest.fixture(scope="module")
