@@ -34,7 +34,11 @@ def user(workdir: Path) -> Identity:
 
 @pytest.fixture(scope="module")
 def cas(workdir: Path, user: Identity) -> Iterator[CAS]:
-    server = CAS(workdir / "state", workdir / "cas.log", ("--max-body", "65536"))
+    # the fuzz is about input, not rates: the per-address nonce and attestation buckets
+    # (tested on their own) would answer 429 to a fast fuzz on one address
+    server = CAS(workdir / "state", workdir / "cas.log", (
+        "--max-body", "65536", "--limit", "nonce_rate=100000", "--limit", "nonce_burst=100000",
+        "--limit", "attest_rate=100000", "--limit", "attest_burst=100000"))
     server.start()
     # a real session with a service, so config ids can name something that exists
     body = SESSION.format(name="target").replace(
