@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloister import errors
 from cloister.attest import NO_COLLATERAL, seal_to
-from cloister.cas._decide import decide
+from cloister.cas._decide import decide, refusal
 from cloister.cas._http import Request, Response
 from cloister.cas._nonces import MemorySpent, NonceIssuer
 from cloister.cas._release import build_config, parse_config_id, resolve_service
@@ -197,8 +197,4 @@ def _refuse(
         config_id=config_id,
     )
     ctx.metrics.count_attestation("deny")
-    if len(reasons) == 1:
-        raise errors.AttestationError(f"attestation of {config_id} refused: {reasons[0]}")
-    raise errors.AttestationError(
-        f"attestation of {config_id} refused ({len(reasons)} reasons)", details=reasons
-    )
+    raise refusal(config_id, reasons)

@@ -78,13 +78,15 @@ class Decision:
     reasons: list[str]
     claims: VerifiedClaims | None = None
 
-    def error(self, config_id: str) -> errors.AttestationError:
-        """The refusal as an error: ``details`` holds every reason, in check order."""
-        count = len(self.reasons)
-        return errors.AttestationError(
-            f"attestation of {config_id} refused ({count} reason{'s' if count != 1 else ''})",
-            details=self.reasons,
-        )
+
+
+def refusal(config_id: str, reasons: list[str]) -> errors.AttestationError:
+    """The error a refused attestation raises: one reason inline, several as details."""
+    if len(reasons) == 1:
+        return errors.AttestationError(f"attestation of {config_id} refused: {reasons[0]}")
+    return errors.AttestationError(
+        f"attestation of {config_id} refused ({len(reasons)} reasons)", details=reasons
+    )
 
 
 def _short(hex_value: str) -> str:

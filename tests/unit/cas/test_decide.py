@@ -22,7 +22,7 @@ from cloister.attest import (
     report_data,
     simulation,
 )
-from cloister.cas._decide import NONCE_REASON, Decision, decide
+from cloister.cas._decide import NONCE_REASON, Decision, decide, refusal
 from cloister.policy import AttestationSecurity, AttestationVariant, Service, Signer
 
 M = "ab" * 32
@@ -252,8 +252,12 @@ def test_plug_in_returning_another_type_refuses() -> None:
 
 
 def test_refusal_as_error_lists_every_reason() -> None:
+    """What the attestation endpoint raises (``_attestation._refuse`` calls ``refusal``)."""
     decision = REFUSALS["all at once"][0].run()
-    err = decision.error("patients/api")
+    err = refusal("patients/api", decision.reasons)
     assert err.message == "attestation of patients/api refused (5 reasons)"
     assert err.details == decision.reasons and err.code == "attestation_failed"
+    one = refusal("patients/api", decision.reasons[:1])
+    assert one.message == f"attestation of patients/api refused: {decision.reasons[0]}"
+    assert one.details == []
 

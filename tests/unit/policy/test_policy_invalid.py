@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cloister.errors import PolicyError, TemplateError
@@ -340,8 +342,28 @@ def test_invalid_policy_is_refused_with_its_line(text: str | bytes, expected: st
     assert caught.value.lines()[0] == expected
 
 
-def test_at_least_thirty_cases() -> None:
-    assert len(CASES) >= 30
+def _keys_of_base() -> list[tuple[int, str]]:
+    """(line index, key) of every mapping key in BASE."""
+    found = []
+    for index, line in enumerate(BASE.splitlines()):
+        m = re.match(r"\s*(?:- )?([a-z_]+):", line)
+        if m:
+            found.append((index, m.group(1)))
+    return found
+
+
+@pytest.mark.parametrize(("index", "key"), _keys_of_base(),
+                         ids=[f"{i}-{k}" for i, k in _keys_of_base()])
+def test_a_typo_in_any_key_is_refused_and_named(index: int, key: str) -> None:
+    """Every key of a valid session, misspelt (a letter doubled): refused, never ignored."""
+    lines = BASE.splitlines(keepends=True)
+    typo = key[0] + key
+    lines[index] = lines[index].replace(f"{key}:", f"{typo}:", 1)
+    with pytest.raises(PolicyError) as caught:
+        load_session("".join(lines))
+    text = "\n".join(caught.value.lines())
+    assert f"unknown key '{typo}'" in text, text
+    assert f"did you mean '{key}'" in text, text
 
 
 def test_base_session_is_valid() -> None:
