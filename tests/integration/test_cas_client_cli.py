@@ -338,3 +338,66 @@ def test_a_remote_secret_error_exits_as_a_local_one(cli: Cli, cas: CAS, tmp_path
     line = _one_error(result, code=local)
     assert local == 7
     assert "imports 'token' from session 'no-such-exporter', which does not exist" in line
+
+
+def _owned_session(name: str, readers: list[str]) -> str:
+    entries = "".join(f"    - {r}\n" for r in ["CREATOR", *readers])
+    return (f'name: {name}\nversion: "0.3"\naccess_policy:\n  read:\n{entries}'
+            "  update: [CREATOR]\nsecrets:\n  - name: pw\n    kind: ascii\n")
+
+
+def test_session_list_names_only_what_the_caller_may_read(cli: Cli, cas: CAS,
+                                                          tmp_path: Path) -> None:
+    pin = ["--cas", cli.addr, "--cas-cert", str(cas.state / "cas-ca.pem")]
+    bob = make_identity(tmp_path / "bob", "bob")
+    as_bob = ["--identity", str(bob.cert)]
+    for name, readers, who in (("list-alice", [], []), ("list-shared", [bob.key_hash()], []),
+                               ("list-bob", [], as_bob)):
+        policy = tmp_path / f"{name}.yml"
+        policy.write_text(_owned_session(name, readers))
+        cli.ok("session", "create", str(policy), *pin, *who)
+
+    def listed(*who: str) -> set[str]:
+        shell = (f"{CLOISTER} session list -o json {' '.join(pin + list(who))} "
+                 "| jq -r '.sessions[]'")
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
+                              text=True, timeout=60,
+                              env={**os.environ, "CLOISTER_HOME": str(cli.home)})
+        assert done.returncode == 0, done.stderr
+        return set(done.stdout.split())
+
+    alice, bobs = listed(), listed(*as_bob)
+    assert {"list-alice", "list-shared"} <= alice and "list-bob" not in alice
+    assert {"list-bob", "list-shared"} <= bobs and "list-alice" not in bobs
+    text = cli.ok("session", "list", *pin).splitlines()  # text: one name per line
+    assert text == sorted(text) and set(text) == alice
+
+
+def test_an_expired_identity_is_named_with_its_fix(cli: Cli, cas: CAS, tmp_path: Path) -> None:
+    import datetime as dt  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(past).not_valid_after(past + dt.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    home = tmp_path / "expired"
+    home.mkdir(mode=0o700)
+    (home / "client.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file = home / "client-key.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    result = cli("session", "list", "--cas", cli.addr, "--cas-cert",
+                 str(cas.state / "cas-ca.pem"), "--identity", str(home))
+    line = _one_error(result, code=2)
+    assert f"client identity {home / 'client.pem'} expired on 2020-01-31" in line
+    assert "make a new identity" in result.stderr

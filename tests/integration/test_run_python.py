@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cas_harness import CLOISTER
 from run_harness import Platform, platform, python_measurement
 
 from support import disk_state
@@ -115,6 +117,24 @@ def test_a_pinned_leaf_certificate_works_for_run_too(plat: Platform, program: Pa
     wrong = plat.run("leafpin/app", CLOISTER_CAS_CERT=str(plat.owner.cert))
     assert wrong.returncode == 5 and "does not match the pinned certificate" in wrong.stderr
     assert "greeting" not in wrong.stdout
+
+
+def test_run_takes_cas_cas_cert_and_las_flags(plat: Platform, program: Path) -> None:
+    """``cloister run --cas … --cas-cert … --las …``: the flags alone configure it."""
+    plat.create(session("flags", program, python_measurement()))
+    env = {k: v for k, v in plat.env("flags/app").items()
+           if k not in ("CLOISTER_CAS_ADDR", "CLOISTER_CAS_CERT", "CLOISTER_LAS_ADDR")}
+    flags = ["--cas", f"127.0.0.1:{plat.cas.port}", "--cas-cert",
+             str(plat.cas.state / "cas-ca.pem"), "--las", plat.las.addr]
+    done = subprocess.run([CLOISTER, "run", *flags], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 7, done.stderr
+    assert "greeting hello" in done.stdout
+    # a flag wins over the environment
+    env["CLOISTER_CAS_ADDR"] = "127.0.0.1:1"
+    again = subprocess.run([CLOISTER, "run", *flags], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 7, again.stderr
 
 
 def test_unlisted_measurement_is_refused(plat: Platform, program: Path) -> None:

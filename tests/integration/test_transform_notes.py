@@ -34,7 +34,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
              "--inject", "/tls/notes.crt=notes_tls:crt",
              "--inject", "/tls/notes.key=notes_tls:privatekey",
              "--inject", "/run/notes/signing-key=signing_key",
-             "-e", f"PORT={port}", "--cas", env["CLOISTER_CAS_ADDR"]],
+             "--env", f"PORT={port}", "--cas", env["CLOISTER_CAS_ADDR"]],
             capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 0, done.stderr
         yield {"plat": plat, "out": out, "port": port, "stdout": done.stdout, "root": root}

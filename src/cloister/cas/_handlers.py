@@ -30,6 +30,11 @@ def post_session(ctx: AppContext, req: Request) -> Response:
     return Response.json(status, {"name": written.record.name, "hash": written.record.hash})
 
 
+def list_sessions(ctx: AppContext, req: Request) -> Response:
+    """The names of the sessions the caller may read (``cloister session list``)."""
+    return Response.json(200, {"sessions": ctx.sessions.readable(req.require_caller())})
+
+
 def get_session(ctx: AppContext, req: Request) -> Response:
     caller = req.require_caller()
     session_hash = req.query.get("hash")

@@ -76,6 +76,7 @@ PUBLIC, CERT = Auth.PUBLIC, Auth.CLIENT_CERT
 SESSION_ROUTES: tuple[Route, ...] = (
     Route("POST", "/session", h.post_session, CERT),
     Route("POST", "/v1/sessions", h.post_session, CERT),
+    Route("GET", "/v1/sessions", h.list_sessions, CERT),
     Route("GET", "/v1/sessions/{name}", h.get_session, CERT),
     Route("GET", "/v1/values/session={name},secret={secret}", h.get_value, PUBLIC),
     Route("GET", "/v1/values/session={name}", h.get_values, PUBLIC),

@@ -382,6 +382,19 @@ class SessionService:
         )
         return record
 
+    def readable(self, caller: Caller) -> list[str]:
+        """Names of the sessions whose current ``read`` list admits ``caller``, sorted."""
+        names = []
+        for name in self.store.names():
+            current = self.store.current(name)
+            if current is not None and _access.is_allowed(
+                self.parsed(current).access_policy.read, caller, current.creator_key_hash
+            ):
+                names.append(name)
+        self.audit.record(caller=caller.key_hash, action="list", session=None, decision="allow",
+                          reason=f"{len(names)} readable")
+        return sorted(names)
+
     def public_values(self, name: str, secret: str | None = None) -> dict[str, dict[str, str]]:
         """``{secret: {"kind", "value"}}`` for ``export_public`` secrets: public parts only."""
         session, values = self.released_values(name)

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
 from cloister import errors
+from cloister.cli._output import emit, notice
 from cloister.cli._types import seconds
 
 if TYPE_CHECKING:
@@ -55,11 +55,6 @@ def add_cas_options(
     )
 
 
-def notice(message: str) -> None:
-    """Messages the user must see but that are not the command's output: stderr."""
-    print(f"cloister: {message}", file=sys.stderr)
-
-
 def client_from_args(args: argparse.Namespace, *, use_identity: bool = True) -> CASClient:
     """A verified client from the ``--cas …`` options (stderr notices for new pins/identity)."""
     from cloister.client import connect  # noqa: PLC0415 — keep CLI start fast
@@ -75,11 +70,6 @@ def client_from_args(args: argparse.Namespace, *, use_identity: bool = True) -> 
     )
 
 
-def write_text(text: str) -> None:
-    """``text`` on stdout exactly, ending with one newline."""
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
 def _show_certificate(args: argparse.Namespace) -> int:
     if args.state is not None and args.cas is not None:
         raise errors.ConfigError("give either --state DIR or --cas ADDR, not both")
@@ -89,8 +79,9 @@ def _show_certificate(args: argparse.Namespace) -> int:
         state=args.state, cas=args.cas, cas_cert=args.cas_cert, identity=args.identity,
         timeout=args.timeout,
     )
-    write_text(shown.pem)
     fp = cas_client.fingerprint(shown.pem)
+    emit(args, {"certificate": shown.pem, "fingerprint": fp, "source": shown.source,
+                "verified": shown.verified}, shown.pem)
     if shown.verified:
         notice(f"certificate from {shown.source}; SHA-256 {fp}")
     else:
@@ -108,13 +99,15 @@ def _attest(args: argparse.Namespace) -> int:
         args.addr, cas_cert=args.cas_cert, identity=args.identity,
         insecure_first_contact=args.insecure_first_contact, timeout=args.timeout, notice=notice,
     )
+    data = {"address": str(result.address), "verified": result.how == "verified",
+            "source": result.source, "fingerprint": result.fingerprint, "pin": str(result.pin)}
     if result.how == "verified":
-        print(f"CAS {args.addr} at {result.url} is trustworthy")
+        emit(args, data, f"CAS {args.addr} at {result.url} is trustworthy")
         notice(f"verified against {result.source} (SHA-256 {result.fingerprint}); "
                f"pinned in {result.pin}")
     else:
-        print(f"CAS {args.addr} at {result.url} is NOT verified: pinned its certificate "
-              f"on first contact (SHA-256 {result.fingerprint}) in {result.pin}")
+        emit(args, data, f"CAS {args.addr} at {result.url} is NOT verified: pinned its "
+             f"certificate on first contact (SHA-256 {result.fingerprint}) in {result.pin}")
     return 0
 
 

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from cloister import fspf
+from cloister.cli._output import emit, notice
 
 #: show a counter on stderr when a tree has at least this many files
 _PROGRESS_FROM = 200
@@ -107,13 +108,15 @@ def _addf(args: argparse.Namespace) -> int:
 
 def _encrypt(args: argparse.Namespace) -> int:
     key, tag = fspf.encrypt(args.file)
-    print(f"Encrypted file system protection file {args.file} AES-GCM tag: {tag} key: {key}")
+    emit(args, {"file": args.file, "fspf_tag": tag, "fspf_key": key},
+         f"Encrypted file system protection file {args.file} AES-GCM tag: {tag} key: {key}")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     if args.tag:
-        print(fspf.tag(args.file))
+        tag = fspf.tag(args.file)
+        emit(args, {"file": args.file, "fspf_tag": tag}, tag)
         return 0
     for line in fspf.describe(args.file, args.key):
         print(line)
@@ -122,9 +125,11 @@ def _show(args: argparse.Namespace) -> int:
 
 def _seal(args: argparse.Namespace) -> int:
     result = fspf.seal(args.src, args.out, authenticate=args.authenticate, progress=_progress)
-    print(f"sealed {result.files} files of {args.src} into {args.out}")
-    print("put these three lines into the service of your policy:")
-    print(f"fspf_path: {result.fspf_path}")
-    print(f"fspf_key: {result.key_hex}")
-    print(f"fspf_tag: {result.tag_hex}")
+    # prose on stderr: stdout is exactly the three lines scripts read (or one JSON object)
+    notice(f"sealed {result.files} files of {args.src} into {args.out}")
+    notice("put these three lines into the service of your policy:")
+    emit(args, {"fspf_path": result.fspf_path, "fspf_key": result.key_hex,
+                "fspf_tag": result.tag_hex, "files": result.files},
+         [f"fspf_path: {result.fspf_path}", f"fspf_key: {result.key_hex}",
+          f"fspf_tag: {result.tag_hex}"])
     return 0

@@ -13,6 +13,7 @@ from cloister import attest, errors
 from cloister.attest import _evidence, _las
 from cloister.attest.simulation import load_or_create_platform_key
 from cloister.attest.tpm import _quoter as _tpm_quoter
+from cloister.cli._output import emit
 
 _REMOTE_HELP = (
     "also listen on and answer non-loopback addresses. The LAS signs a quote for "
@@ -123,7 +124,8 @@ def _quoter_choice(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
 
 
 def _platform_id(args: argparse.Namespace) -> int:
-    print(attest.LasClient(args.las).platform()["platform_id"])
+    platform = attest.LasClient(args.las).platform()
+    emit(args, platform, platform["platform_id"])
     return 0
 
 
@@ -134,13 +136,14 @@ def _enroll(args: argparse.Namespace) -> int:
             raise errors.ConfigError("--show-pcrs needs --tpm TCTI",
                                      details=["simulation platforms have no PCRs"])
         public = load_or_create_platform_key(state).public_key()
-        print(attest.platform_id(_evidence.spki_der(public)))
+        platform_id = attest.platform_id(_evidence.spki_der(public))
+        emit(args, {"platform_id": platform_id, "evidence_type": "simulation"}, platform_id)
         return 0
     quoter = attest.TpmQuoter(args.tpm, state, attest.parse_pcrs(args.pcrs))
-    print(quoter.platform_id)
     if quoter.ek_certificate is None:
         print(f"note: {_tpm_quoter.NO_EK_CERTIFICATE}", file=sys.stderr)
-    if args.show_pcrs:
-        for pcr, value in quoter.current_pcrs().items():
-            print(f"sha256:{pcr} {value}")
+    pcrs = quoter.current_pcrs() if args.show_pcrs else {}
+    emit(args, {"platform_id": quoter.platform_id, "evidence_type": "tpm",
+                "pcrs": {str(pcr): value for pcr, value in pcrs.items()}},
+         [quoter.platform_id, *(f"sha256:{pcr} {value}" for pcr, value in pcrs.items())])
     return 0

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cloister import attest
+from cloister.cli._output import emit
 
 
 def register(subparsers: Any) -> None:
@@ -25,5 +26,6 @@ def register(subparsers: Any) -> None:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    print(attest.measure(args.program))
+    measurement = attest.measure(args.program)
+    emit(args, {"program": args.program, "measurement": measurement}, measurement)
     return 0

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from cloister import runtime
+
+#: the flag -> the variable it overrides (flags win over the environment)
+_FLAG_VARIABLES = (("cas", "CLOISTER_CAS_ADDR"), ("cas_cert", "CLOISTER_CAS_CERT"),
+                   ("las", "CLOISTER_LAS_ADDR"), ("config_id", "CLOISTER_CONFIG_ID"))
 
 
 def _run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    return runtime.run(command)
+    env = dict(os.environ)
+    for flag, variable in _FLAG_VARIABLES:
+        value = getattr(args, flag)
+        if value:
+            env[variable] = value
+    return runtime.run(command, runtime.RunSettings.from_env(env))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +37,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "CLOISTER_RETRY_SECONDS (how long to wait for an unreachable CAS/LAS; default 30)."
         ),
     )
+    run.add_argument("--cas", metavar="ADDR", default=None,
+                     help="CAS address HOST[:PORT] (default $CLOISTER_CAS_ADDR, $SCONE_CAS_ADDR, "
+                     "then cas; port 8081)")
+    run.add_argument("--cas-cert", metavar="FILE", default=None,
+                     help="the pinned CAS certificate (default $CLOISTER_CAS_CERT; required)")
+    run.add_argument("--las", metavar="ADDR", default=None,
+                     help="LAS address (default $CLOISTER_LAS_ADDR, $SCONE_LAS_ADDR, "
+                     "127.0.0.1:18766)")
+    run.add_argument("--config-id", metavar="SESSION/SERVICE", default=None,
+                     help="the service to run (default $CLOISTER_CONFIG_ID, $SCONE_CONFIG_ID)")
     run.add_argument(
         "command",
         nargs=argparse.REMAINDER,

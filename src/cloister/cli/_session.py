@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from cloister import errors, policy
-from cloister.cli._cas_client import add_cas_options, client_from_args, write_text
+from cloister.cli._cas_client import add_cas_options, client_from_args
+from cloister.cli._output import emit
 from cloister.cli._types import session_name
 
 
@@ -19,7 +20,8 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="VAR=VALUE",
-        help="value of a $VAR in the session template (repeatable; wins over --use-env)",
+        help="value of a $VAR in the session template (repeatable; wins over --use-env); "
+        "-e means a template value in every cloister command",
     )
     parser.add_argument(
         "--use-env", action="store_true", help="take $VAR values from the environment"
@@ -58,10 +60,11 @@ def load_file(args: argparse.Namespace) -> policy.Session:
 
 def _check(args: argparse.Namespace) -> int:
     session = load_file(args)
-    print("\n".join(policy.summarize(session)))
+    summary = list(policy.summarize(session))
     for line in (*session.unserved, *session.notes):
         print(f"warning: {args.file}: {line}", file=sys.stderr)
-    print(f"{args.file}: valid")
+    emit(args, {"file": args.file, "name": session.name, "valid": True, "summary": summary},
+         [*summary, f"{args.file}: valid"])
     return 0
 
 
@@ -88,7 +91,7 @@ def _session_text(
 def _create(args: argparse.Namespace) -> int:
     text, _ = _session_text(args)
     ref = client_from_args(args).create_session(text)
-    print(ref.hash)
+    emit(args, {"name": ref.name, "hash": ref.hash}, ref.hash)
     return 0
 
 
@@ -97,13 +100,20 @@ def _update(args: argparse.Namespace) -> int:
     cas = client_from_args(args)
     text, _ = _session_text(args, predecessor=cas.current_hash(session.name))
     ref = cas.create_session(text)
-    print(ref.hash)
+    emit(args, {"name": ref.name, "hash": ref.hash}, ref.hash)
     return 0
 
 
 def _read(args: argparse.Namespace) -> int:
     version = client_from_args(args).read_session(args.name, args.hash)
-    write_text(version.text)
+    emit(args, {"name": version.name, "hash": version.hash, "predecessor": version.predecessor,
+                "session": version.text}, version.text)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    names = client_from_args(args).sessions()
+    emit(args, {"sessions": names}, names)
     return 0
 
 
@@ -129,6 +139,13 @@ def _add_remote_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     read.add_argument("--hash", default=None, metavar="H", help="an older version by its hash")
     add_cas_options(read)
     read.set_defaults(func=_read)
+    listing = commands.add_parser(
+        "list", help="list the sessions this identity may read",
+        description="Print the names of the sessions on the CAS whose read access admits this "
+        "client's identity, one per line (-o json: {\"sessions\": [...]}).",
+    )
+    add_cas_options(listing)
+    listing.set_defaults(func=_list)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

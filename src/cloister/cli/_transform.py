@@ -7,6 +7,7 @@ from typing import Any
 
 from cloister import errors
 from cloister.cli._cas_client import add_cas_options, client_from_args
+from cloister.cli._output import emit, notice
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:
@@ -28,17 +29,20 @@ def _transform(args: argparse.Namespace) -> int:
         environment=_pairs(args.env, "--env"), app_path=args.app_path,
         measurement=args.measurement, image=args.image, port=args.port, dns=args.dns,
     )
-    print(f"bundle: {bundle.out}")
-    for rel in bundle.files:
-        print(f"  {rel}")
-    print(f"config id: {bundle.config_id}  (CLOISTER_CONFIG_ID)")
-    print(f"measurement: {bundle.measurement}")
-    print(f"fspf_tag: {bundle.fspf_tag}")
-    print(f"the fspf key is only in {bundle.policy_path} (mode 0600): send it to the CAS "
-          "(cloister session create), keep it out of images and version control")
+    session_hash = None
     if args.cas is not None:
         session_hash = tf.create_session(bundle, client_from_args(args))
-        print(f"session {bundle.name} created on {args.cas}: {session_hash}")
+    notice(f"the fspf key is only in {bundle.policy_path} (mode 0600): send it to the CAS "
+           "(cloister session create), keep it out of images and version control")
+    lines = [f"bundle: {bundle.out}", *(f"  {rel}" for rel in bundle.files),
+             f"config id: {bundle.config_id}  (CLOISTER_CONFIG_ID)",
+             f"measurement: {bundle.measurement}", f"fspf_tag: {bundle.fspf_tag}"]
+    if session_hash is not None:
+        lines.append(f"session {bundle.name} created on {args.cas}: {session_hash}")
+    emit(args, {"bundle": str(bundle.out), "files": [str(f) for f in bundle.files],
+                "config_id": bundle.config_id, "measurement": bundle.measurement,
+                "fspf_tag": bundle.fspf_tag, "policy": str(bundle.policy_path),
+                "session_hash": session_hash}, lines)
     return 0
 
 
@@ -61,8 +65,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--inject", action="append", default=[], metavar="PATH=SECRET_REF",
                    help="a file the program reads, from a generated secret: NAME (random "
                    "text) or NAME:crt|privatekey|chain (a TLS certificate); repeatable")
-    p.add_argument("--env", "-e", action="append", default=[], metavar="VAR=VALUE",
-                   help="environment of the program, set by the policy (repeatable)")
+    p.add_argument("--env", action="append", default=[], metavar="VAR=VALUE",
+                   help="environment of the program, set by the policy (repeatable; not -e, "
+                   "which means a template value in cloister session)")
     p.add_argument("--app-path", default="/fspf/encrypted-files", metavar="PATH",
                    help="where the sealed tree is at run time (default /fspf/encrypted-files, "
                    "the image path; give BUNDLE/app to run it in place)")

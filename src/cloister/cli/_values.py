@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from cloister import errors
-from cloister.cli._cas_client import add_cas_options, client_from_args, write_text
+from cloister.cli._cas_client import add_cas_options, client_from_args
+from cloister.cli._output import emit
 from cloister.cli._types import secret_name, session_name
 
 
@@ -17,14 +17,14 @@ def _values(args: argparse.Namespace) -> int:
     if args.secret is None:
         values = cas.public_values(args.session)
         # the API's own shape, so `| jq -r .values.NAME.value` works as with curl
-        print(json.dumps({"values": values}, indent=2, sort_keys=True))
+        emit(args, {"values": values})
         return 0
     value = cas.public_value(args.session, args.secret).get("value")
     if not isinstance(value, str):
         raise errors.BadAnswer(
             f"CAS {cas.address} sent no value for {args.session}/{args.secret}"
         )
-    write_text(value)
+    emit(args, {"session": args.session, "secret": args.secret, "value": value}, value)
     return 0
 
 
