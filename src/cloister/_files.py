@@ -18,13 +18,15 @@ from cloister import errors
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _create(path: Path, data: bytes, mode: int) -> None:
+def _create(path: Path, data: bytes, mode: int, durable: bool = True) -> None:
     fd = os.open(path, _FLAGS, mode)
     try:
+        os.fchmod(fd, mode)  # exactly ``mode``: the umask neither widens nor narrows it
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
@@ -33,20 +35,35 @@ def _create(path: Path, data: bytes, mode: int) -> None:
 
 
 def write_private_file(
-    path: Path | str, data: bytes, *, replace: bool = False, mode: int = 0o600
-) -> None:
+    path: Path | str, data: bytes, *, replace: bool = False, keep_existing: bool = False,
+    mode: int = 0o600, durable: bool = True,
+) -> bool:
     """Create ``path`` (mode ``mode``, 0600 unless said) holding ``data``, fsync'd.
 
-    Without ``replace`` an existing ``path`` is an error (:class:`FileExistsError`).
+    By default an existing ``path`` is an error (:class:`FileExistsError`);
+    ``replace=True`` renames the new file over it; ``keep_existing=True``
+    publishes the complete file only if none exists yet (a hard link: of two
+    processes racing, exactly one file wins and neither is overwritten).
+    Returns False only when ``keep_existing`` kept another's file.
+    ``durable=False`` skips the fsync (bulk output that can be made again).
     """
     target = Path(path)
-    if not replace:
-        _create(target, data, mode)
-        return
+    if not (replace or keep_existing):
+        _create(target, data, mode, durable)
+        return True
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    _create(tmp, data, mode)
-    os.replace(tmp, target)
+    _create(tmp, data, mode, durable)
+    if replace:
+        os.replace(tmp, target)
+        return True
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    return True
 
 
 def check_private_file(path: Path) -> None:

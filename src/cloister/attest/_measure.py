@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import sys
 import sysconfig
@@ -44,9 +43,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cloister import errors
+from cloister._python import is_python_name
 
 DOMAIN = b"cloister-measurement-v1\0"
-_PYTHON_NAME = re.compile(r"python(3(\.\d+)?[td]?)?")
 _CHUNK = 1 << 20
 
 
@@ -73,7 +72,7 @@ def resolve_program(program: str) -> Path:
 
 def is_python_interpreter(path: Path) -> bool:
     """True when the resolved ``path`` is a Python interpreter (rule in the module docstring)."""
-    if _PYTHON_NAME.fullmatch(path.name):
+    if is_python_name(path.name):
         return True
     try:
         return path.samefile(Path(sys.executable).resolve())

@@ -32,6 +32,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "cloister cas show-certificate": (
         "cloister cas show-certificate --state ./cas-state > cas-ca.pem",),
     "cloister cas attest": ("cloister cas attest cas:8081 --cas-cert cas-ca.pem",),
+    "cloister cas migrate": (
+        "cloister cas migrate --from ./cas-state --to postgresql://cloister@db:5432/cas",),
     "cloister fspf": ("cloister fspf create fs.fspf",),
     "cloister fspf create": ("cloister fspf create fs.fspf",),
     "cloister fspf addr": (

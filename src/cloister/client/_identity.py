@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cloister import errors
 from cloister._files import check_private_file, write_private_file
-from cloister._pki import key_hash
+from cloister._pki import build_certificate, key_hash
 
 #: file names inside an identity directory (curl's ``--cert`` / ``--key``)
 CERT_FILE = "client.pem"
@@ -86,37 +85,13 @@ def _who() -> str:
 def new_identity(common_name: str | None = None) -> tuple[bytes, bytes]:
     """(key PEM, certificate PEM) of a new self-signed P-256 identity."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or _who())])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    cert = build_certificate(common_name or _who(), key.public_key(), key, lifetime=_LIFETIME)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _create_in(directory: Path) -> bool:
@@ -137,11 +112,8 @@ def _create_in(directory: Path) -> bool:
                          "identity (a new key is a new identity to every CAS)"],
             )
         key_pem, cert_pem = new_identity()
-        tmp = key_path.with_name(key_path.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        write_private_file(tmp, key_pem)
-        os.replace(tmp, key_path)
-        _write_public(cert_path, cert_pem)
+        write_private_file(key_path, key_pem, replace=True)
+        write_private_file(cert_path, cert_pem, replace=True, mode=0o644)
         return True
 
 

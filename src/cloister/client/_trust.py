@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
 from cloister._address import HostPort, parse_host_port
+from cloister._files import write_private_file
 from cloister.client._identity import ensure_private_dir
 from cloister.client._transport import fingerprint_der
 
@@ -119,12 +120,5 @@ def save_pin(home: Path, address: CASAddress, pem: str) -> Path:
     """Store ``pem`` as the pin for ``address`` (atomically); returns its path."""
     path = pin_path(ensure_private_dir(home), address)
     ensure_private_dir(path.parent)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, pem.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private_file(path, pem.encode("ascii"), replace=True, mode=0o644)
     return path

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from cloister import errors
+from cloister._files import write_private_file
 from cloister.fspf import _crypto, _manifest
 from cloister.fspf._manifest import FileEntry, Manifest, Region
 from cloister.fspf._tree import CODE_SUFFIX, parse_hex
@@ -328,6 +329,5 @@ def _compile(source: bytes, logical: str) -> bytes | None:
 
 def _write(path: str, data: bytes, mode: int) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode | 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    # sealed output can be sealed again: no fsync per file
+    write_private_file(path, data, replace=True, mode=mode | 0o600, durable=False)

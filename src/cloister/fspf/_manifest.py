@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloister import errors
+from cloister._files import write_private_file
 from cloister.fspf import _crypto
 
 MAGIC = b"CLFSPF\x01"
@@ -205,17 +206,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         raise errors.ConfigError(
             f"{path} exists and is not a regular file; choose another protection file name"
         )
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_private_file(path, data, replace=True, mode=mode)
 
 
 def save_plain(path: str, manifest: Manifest) -> bytes:

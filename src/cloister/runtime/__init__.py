@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import resource
 from collections.abc import Mapping, Sequence
 
 from cloister import errors, fspf
 from cloister._address import parse_host_port
+from cloister._python import is_python_name
 from cloister.attest import measure
 from cloister.runtime import _lease as _lease_keeper
 from cloister.runtime._attest import Timings, fetch_config
@@ -29,12 +29,11 @@ from cloister.runtime._volumes import mount_volumes
 __all__ = ["LaunchConfig", "RunSettings", "Timings", "attest_and_fetch", "run"]
 
 _log = logging.getLogger(__name__)
-_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?")
 
 
 def is_python_command(program: str) -> bool:
-    """True when ``program`` names a Python interpreter (python, python3, python3.11)."""
-    return _PYTHON_NAME.fullmatch(os.path.basename(program)) is not None
+    """True when ``program`` names a Python interpreter (:mod:`cloister._python`'s rule)."""
+    return is_python_name(program)
 
 
 def attest_and_fetch(

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cloister._pki import build_certificate
 from cloister.errors import PolicyError
 from cloister.policy._model import Secret, SecretKind
 from cloister.secrets import _keys
@@ -66,31 +67,24 @@ def issue(
     """A new certificate for ``secret`` with public key of ``key``, signed by ``issuer`` or self."""
     is_ca = secret.kind is SecretKind.X509_CA
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _common_name(secret))])
-    signer_key = issuer.key if issuer is not None else key
-    issuer_name = issuer.cert.subject if issuer is not None else subject
-    not_after = now + (secret.valid_for or DEFAULT_VALIDITY)
-    if issuer is not None:
-        not_after = min(not_after, issuer.cert.not_valid_after_utc)
     public_key = key.public_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-        .add_extension(_key_usage(is_ca, key), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_id(issuer, key), critical=False)
-    )
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (_key_usage(is_ca, key), True),
+        (x509.SubjectKeyIdentifier.from_public_key(public_key), False),
+        (_authority_key_id(issuer, key), False),
+    ]
     if not is_ca:
-        builder = builder.add_extension(_extended_key_usage(secret.endpoint), critical=False)
+        extensions.append((_extended_key_usage(secret.endpoint), False))
     sans = _subject_alt_names(secret)
     if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(signer_key, _keys.signature_hash(signer_key))
+        extensions.append((x509.SubjectAlternativeName(sans), False))
+    return build_certificate(
+        subject, public_key, issuer.key if issuer is not None else key,
+        issuer=issuer.cert.subject if issuer is not None else None,
+        lifetime=secret.valid_for or DEFAULT_VALIDITY,
+        not_after=issuer.cert.not_valid_after_utc if issuer is not None else None,
+        ca=is_ca, extensions=extensions, now=now, skew=CLOCK_SKEW,
+    )
 
 
 def _common_name(secret: Secret) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloister import errors, fspf, policy
+from cloister._files import write_private_file
 from cloister.attest import measure
 from cloister.transform import _artifacts
 from cloister.transform._inject import Injection
@@ -82,9 +83,7 @@ def _check_inputs(src: Path, entry: str, name: str, out: Path) -> None:
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    write_private_file(path, text.encode("utf-8"))
 
 
 def transform(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloister import errors
+from cloister._files import write_private_file
 from cloister.attest import _evidence
 from cloister.attest.simulation._format import SIMULATION, sign_simulation
 
@@ -32,16 +31,7 @@ def load_or_create_platform_key(state: Path) -> Ed25519PrivateKey:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = state / f".{KEY_FILE}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(FileExistsError):  # another LAS won the race: use its key
-            os.link(tmp, path)
-        tmp.unlink()
+        write_private_file(path, pem, keep_existing=True)  # a racing LAS's key wins: use it
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise errors.ConfigError(

@@ -31,6 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from cloister import errors
+from cloister._files import write_private_file
 from cloister.attest import _evidence
 from cloister.attest.tpm import _format as fmt
 
@@ -189,15 +190,7 @@ def _check_enrolled(state: Path, public: bytes) -> None:
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = state / AK_FILE
     if not path.exists():
-        tmp = state / f".{AK_FILE}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, public)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-        tmp.unlink()
+        write_private_file(path, public, keep_existing=True)
     if path.read_bytes() != public:
         raise errors.ConfigError(
             f"the TPM yields another attestation key than the one enrolled in {path}",
