@@ -37,7 +37,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
              "--env", f"PORT={port}", "--cas", env["CLOISTER_CAS_ADDR"]],
             capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 0, done.stderr
-        yield {"plat": plat, "out": out, "port": port, "stdout": done.stdout, "root": root}
+        yield {"plat": plat, "out": out, "port": port, "stdout": done.stdout,
+               "stderr": done.stderr, "root": root}
 
 
 def fspf_key(out: Path) -> str:
@@ -58,8 +59,8 @@ def test_bundle_layout_and_key_only_in_the_policy(bundle: dict[str, object]) -> 
     holders = [p.relative_to(out).as_posix() for p in out.rglob("*")
                if p.is_file() and key.encode() in p.read_bytes()]
     assert holders == ["policy/session.yml"]
-    assert key not in str(bundle["stdout"])
-    assert "policy/session.yml (mode 0600)" in str(bundle["stdout"])
+    assert key not in str(bundle["stdout"]) + str(bundle["stderr"])
+    assert "policy/session.yml (mode 0600)" in str(bundle["stderr"])  # a notice: stderr
     # the code is sealed: no plaintext of the source in the bundle
     assert b"hmac.new" not in (out / "app/app.py").read_bytes()
     assert "policy/" in (out / ".dockerignore").read_text().split()
