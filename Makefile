@@ -53,10 +53,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## the benchmark suite (a few minutes; `$(BIN)/python -m bench --quick` for about one)
-bench: $(STAMP)
+## the benchmark suite (a few minutes; `$(BIN)/python -m bench --quick` for about one):
+## rewrites bench/results.json, bench/results.png and the README's table made from them
+bench: deps $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.readme --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -9,10 +9,12 @@ stderr (:func:`notice`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # not at run time: `cloister run` pays for every import on its start-up
+    from typing import Any
 
 FORMATS = ("text", "json")
 
@@ -23,7 +25,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, root: bool) -> None:
     On a subcommand they default to SUPPRESS, so ``cloister -v session list``
     and ``cloister session list -v`` mean the same.
     """
-    default: Any = argparse.SUPPRESS
+    default: object = argparse.SUPPRESS
     parser.add_argument("-v", "--verbose", action="store_true",
                         default=False if root else default,
                         help="show debug logs and tracebacks")
@@ -37,6 +39,8 @@ def wants_json(args: argparse.Namespace) -> bool:
 
 def emit(args: argparse.Namespace, data: Any, text: str | Iterable[str] | None = None) -> None:
     """Print the result: ``data`` as JSON with ``-o json``, else ``text`` (lines or a string)."""
+    import json  # noqa: PLC0415 — only commands that print a result need it
+
     if wants_json(args):
         print(json.dumps(data, indent=2, sort_keys=True))
         return
