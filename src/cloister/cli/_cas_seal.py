@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cloister import errors
-from cloister.cli._cas_client import add_cas_options, client_from_args, notice
+from cloister.cli._cas_client import add_cas_options, client_from_args
+from cloister.cli._output import notice
 from cloister.cli._types import bounded_int
 
 DEFAULT_STATE = "~/.cloister/cas"

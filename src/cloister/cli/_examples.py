@@ -32,6 +32,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "cloister cas show-certificate": (
         "cloister cas show-certificate --state ./cas-state > cas-ca.pem",),
     "cloister cas attest": ("cloister cas attest cas:8081 --cas-cert cas-ca.pem",),
+    "cloister cas init": ("cloister cas init --state ./cas-state --seal shamir",),
+    "cloister cas unseal": ("cloister cas unseal --cas cas:8081 --cas-cert cas-ca.pem",),
+    "cloister cas rotate-key": ("cloister cas rotate-key --state ./cas-state",),
+    "cloister cas migrate-state": ("cloister cas migrate-state --state ./cas-state --seal tpm",),
     "cloister cas migrate": (
         "cloister cas migrate --from ./cas-state --to postgresql://cloister@db:5432/cas",),
     "cloister fspf": ("cloister fspf create fs.fspf",),
