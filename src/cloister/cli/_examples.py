@@ -24,7 +24,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "cloister measure": ("cloister measure", "cloister measure redis-server"),
     "cloister las": ("cloister las serve --state /var/lib/cloister/las",),
-    "cloister las serve": ("cloister las serve --listen 127.0.0.1:18766",),
+    "cloister las serve": ("cloister las serve --listen 127.0.0.1:18766",
+                           "cloister las serve --evidence sev-snp "
+                           "--quoter-option device=/dev/sev-guest"),
     "cloister las enroll": ("cloister las enroll --tpm device:/dev/tpmrm0 --show-pcrs",),
     "cloister las platform-id": ("cloister las platform-id --las 127.0.0.1:18766",),
     "cloister cas": ("cloister cas serve --state /var/lib/cloister/cas",),
@@ -59,6 +61,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "cloister demo down": ("cloister demo down --dir .demo",),
     "cloister transform": (
         "cloister transform ./notes --entry app.py --inject /tls/app.crt=tls:crt",),
+    "cloister attest": ("cloister attest verify report.bin --type sev-snp --collateral certs/",),
+    "cloister attest verify": (
+        "cloister attest verify report.bin --type sev-snp --collateral certs/ "
+        "--at 2025-06-01T00:00:00Z",
+        "cloister attest verify quote.dat --type tdx --collateral tdx-collateral/ "
+        "| jq -r .measurement",),
     "cloister completion": (
         "source <(cloister completion bash)",
         "cloister completion fish > ~/.config/fish/completions/cloister.fish",
