@@ -7,6 +7,7 @@ work directory, and is stopped (SIGTERM, then SIGKILL) by the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench._concurrency import limit_args
+from cloister import errors
+from cloister.attest import LasClient
 from cloister.client import CASClient, connect
 
 CLOISTER = str(Path(sys.executable).parent / "cloister")
@@ -92,7 +95,7 @@ class Platform:
     def __init__(self, root: Path, procs: Processes, cas_args: Sequence[str] = ()) -> None:
         self.root, self.procs = root, procs
         self.cas_args = tuple(cas_args)
-        self.cas_port, self.las_port = free_port(), free_port()
+        self.cas_port = free_port()
         self.cas_state, self.las_state = root / "cas", root / "las"
         self.identity = root / "identity"
 
@@ -102,7 +105,7 @@ class Platform:
 
     @property
     def las_addr(self) -> str:
-        return f"127.0.0.1:{self.las_port}"
+        return str(self.root / "las.sock")
 
     @property
     def cas_cert(self) -> Path:
@@ -119,14 +122,25 @@ class Platform:
                     "--listen", self.cas_addr, *limit_args(), *self.cas_args])
         las, las_log = self.procs.start(
             "las", [CLOISTER, "las", "serve", "--state", str(self.las_state),
-                    "--listen", self.las_addr])
+                    "--socket", self.las_addr])
         wait_port(self.cas_port, cas, cas_log, timeout=60)
         deadline = time.monotonic() + 30
         while not self.cas_cert.exists():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"CAS wrote no certificate: {tail(cas_log)}")
             time.sleep(0.05)
-        wait_port(self.las_port, las, las_log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                platform_id = LasClient(self.las_addr, timeout=2).platform()["platform_id"]
+                break
+            except errors.EvidenceError:
+                if las.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"LAS did not start: {tail(las_log)}") from None
+                time.sleep(0.05)
+        # simulation evidence counts only from a platform the sessions' owner enrolled
+        self.client().request_json("POST", "/v1/platforms", json.dumps(
+            {"platform_id": platform_id, "label": "bench"}).encode())
 
     def client(self, *, timeout: float = 30) -> CASClient:
         return connect(self.cas_addr, cas_cert=self.cas_cert, identity=self.identity,

@@ -16,13 +16,13 @@ persistence settings.
 Load: :mod:`bench._load`, closed loop, keep-alive, concurrencies 1, 4, 16;
 variants alternate within each round (rotating order).  Start-up: launch →
 first 200 OK, ``cloister run`` vs native, alternating; the breakdown comes
-from :mod:`bench._startup_probe`.
+from `cloister --verbose run`'s own step times.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -89,6 +89,7 @@ class Setup:
             "REDIS_PORT": str(self.redis_port), "REDIS_TLS_DIR": str(self.shm),
             "REDIS_DATA_DIR": str(data_dir), "SCONE_FSPF_PATH": sealed.fspf_path,
             "SCONE_FSPF_KEY": sealed.key_hex, "SCONE_FSPF_TAG": sealed.tag_hex,
+            "SERVICE_UID": str(os.getuid()), "SERVICE_GID": str(os.getgid()),
         }
         client = plat.client()
         redis_text = (EXAMPLE / "policies" / "redis.yml").read_text()
@@ -149,9 +150,8 @@ class Setup:
         if which == "cloister":
             argv, env = [CLOISTER, "run"], self.plat.env("bench-flask/flask_restapi")
             env["CLOISTER_FSPF_PATH"] = self.fspf_path
-        elif which == "probe":
-            argv = [sys.executable, str(Path(__file__).with_name("_startup_probe.py"))]
-            env = self.plat.env("bench-flask/flask_restapi")
+        elif which == "probe":  # the real cloister run, its step times in its debug log
+            argv, env = [CLOISTER, "--verbose", "run"], self.plat.env("bench-flask/flask_restapi")
             env["CLOISTER_FSPF_PATH"] = self.fspf_path
         elif which == "native":
             argv, env = ([sys.executable, str(self.native_app)],
@@ -159,9 +159,6 @@ class Setup:
         else:
             argv, env = ([sys.executable, str(self.plain_app)],
                          self.native_env(self.plain_port, self.plain_redis_port))
-        if which == "probe":
-            env["BENCH_T0"] = repr(time.time())
-            env["BENCH_TIMES"] = str(self.root / "probe.json")
         launched = time.perf_counter()
         proc, _ = self.ctx.procs.start(name or which, argv, env, cwd="/")
         self.apps.append(proc)
@@ -283,19 +280,21 @@ def _startup(ctx: Context, setup: Setup) -> list[Figure]:
             ctx.procs.stop(proc)
     parts: dict[str, list[float]] = {}
     for _ in range(ctx.pick(3, 1)):
+        log = ctx.procs.logs / "probe.log"
+        seen = log.read_text() if log.exists() else ""
         proc, launched = setup.launch("probe")
         ok = _first_answer(setup, "probe", proc)
-        marks = json.loads((setup.root / "probe.json").read_text())
         ctx.procs.stop(proc)
         total = (ok - launched) * 1e3
+        found = _STEP_LOG.findall(log.read_text()[len(seen):])
+        if not found:
+            raise RuntimeError("cloister run --verbose logged no attestation step times")
+        nonce, quote, decision = (float(v) for v in found[-1])
         steps = {
-            "interpreter start": marks["interpreter"] * 1e3,
-            "runtime load": (marks["runtime loaded"] - marks["interpreter"]) * 1e3,
-            "measurement": (marks["measured"] - marks["runtime loaded"]) * 1e3,
-            "attestation (nonce + quote)": (marks["nonce"] + marks["quote"]) * 1e3,
-            "config (decision + unseal)": marks["decision"] * 1e3,
-            "decryption (verify + open tree)": (marks["tree opened"] - marks["attested"]) * 1e3,
-            "imports + app start to first 200": total - marks["tree opened"] * 1e3,
+            "attestation (nonce + LAS measures and quotes)": nonce + quote,
+            "config (decision + unseal)": decision,
+            "the rest (interpreter, isolated restart, tree, imports, app) to first 200":
+                total - nonce - quote - decision,
         }
         for k, v in steps.items():
             parts.setdefault(k, []).append(v)
@@ -304,10 +303,14 @@ def _startup(ctx: Context, setup: Setup) -> list[Figure]:
                         note="real `cloister run` (attest, sealed code, injected files) vs "
                              "`python rest_api.py`; alternating rounds")]
     figures += [absolute(SECTION, f"start-up part: {k}", "ms", v,
-                         note="from bench/_startup_probe.py, which runs cloister run's steps "
-                              "with timestamps" if i == 0 else "")
+                         note="from `cloister --verbose run`'s own step times" if i == 0
+                         else "")
                 for i, (k, v) in enumerate(parts.items())]
     return figures
+
+
+#: the runtime's debug line with its step times (cloister.runtime.run)
+_STEP_LOG = re.compile(r"nonce ([0-9.]+) ms, quote ([0-9.]+) ms, decision ([0-9.]+) ms")
 
 
 def _wait_for_port(setup: Setup, which: str, proc: subprocess.Popen[bytes]) -> None:

@@ -4,7 +4,8 @@
 #     publishes it on the cas-public volume for the workloads (CLOISTER_CAS_CERT);
 #  2. measures the runtime and redis-server in this image (the API image is built
 #     FROM the same runtime base, so its Python measurement is the same);
-#  3. creates the Redis and Flask sessions from deploy/policies when they are absent,
+#  3. enrols the node's LAS (its quoting key) for this identity's sessions;
+#  4. creates the Redis and Flask sessions from deploy/policies when they are absent,
 #     updates one only when its text (template values filled in) differs from what the
 #     CAS holds, and otherwise leaves it alone: an update re-issues the session's
 #     certificates, which services started earlier would no longer trust. This service
@@ -31,10 +32,16 @@ if [ ! -r "$SEAL_FILE" ]; then
 fi
 SCONE_FSPF_KEY="$(sed -n 's/^fspf_key: *//p' "$SEAL_FILE")"
 SCONE_FSPF_TAG="$(sed -n 's/^fspf_tag: *//p' "$SEAL_FILE")"
+# the uids compose runs the workloads under (docker-compose.yml), pinned by the sessions
+REDIS_UID="${REDIS_UID:-10001}"
+API_UID="${API_UID:-10002}"
 MRENCLAVE="$(cloister measure)"
 MRENCLAVE_REDIS="$(cloister measure redis-server)"
 # through the environment (--use-env), not the command line: argv is world-readable
 export FLASK_SESSION REDIS_SESSION REDIS_HOST MRENCLAVE MRENCLAVE_REDIS SCONE_FSPF_KEY SCONE_FSPF_TAG
+export REDIS_UID API_UID
+# simulation evidence counts only from a LAS the sessions' owner enrolled: this node's
+cloister platform enroll --las "${CLOISTER_LAS_ADDR:-/run/cloister/las.sock}" --label compose-las
 
 # exit 0: the session on the CAS (stdin) says what FILE says with these values; 1: it
 # differs; 3: there is none. Compared as YAML, the predecessor (set by updates) left out.

@@ -74,9 +74,17 @@ def test_compose_model(project: Path) -> None:
     assert any(t.startswith("/tls") for t in api["tmpfs"])
     for name in ("cas", "las", "redis", "api"):
         assert "healthcheck" in services[name], name
+    # every workload under its own uid (its session pins it); the LAS is root with
+    # CAP_SYS_PTRACE only, to read /proc/PID of those non-dumpable callers
+    users = {"cas": "10001:10001", "init": "10001:10001", "redis": "10001:10001",
+             "api": "10002:10002", "las": "0:0"}
     for name, svc in services.items():
-        assert svc["user"] == "10001:10001" and svc["read_only"] is True, name
+        assert svc["user"] == users[name] and svc["read_only"] is True, name
         assert svc["cap_drop"] == ["ALL"], name
+    assert services["las"]["cap_add"] == ["SYS_PTRACE", "DAC_READ_SEARCH"]
+    for name in ("redis", "api"):
+        assert services[name]["environment"]["CLOISTER_LAS_ADDR"] == "/run/cloister/las.sock"
+        assert services[name]["pid"] == "service:las"
     assert api["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert api["environment"]["CLOISTER_CONFIG_ID"] == "patients-flask-change-me/flask_restapi"
     assert redis["environment"]["CLOISTER_CONFIG_ID"] == "patients-redis-change-me/redis"
@@ -116,7 +124,7 @@ def test_deploy_policies_pass_session_check(name: str) -> None:
     zero = "0" * 64
     values = {"FLASK_SESSION": "f", "REDIS_SESSION": "r", "MRENCLAVE": zero,
               "MRENCLAVE_REDIS": zero, "REDIS_HOST": "redis", "SCONE_FSPF_KEY": zero,
-              "SCONE_FSPF_TAG": "0" * 32}
+              "SCONE_FSPF_TAG": "0" * 32, "API_UID": "10002", "REDIS_UID": "10001"}
     args = [a for k, v in values.items() for a in ("-e", f"{k}={v}")]
     done = subprocess.run([str(VENV_BIN / "cloister"), "session", "check",
                            str(DEPLOY / "policies" / name), *args],

@@ -39,7 +39,6 @@ def free_port() -> int:
 class Demo:
     dir: Path
     cas_port: int
-    las_port: int
     redis_port: int
     api_port: int
     #: ``support.disk_state("/tls")`` before the demo started
@@ -54,7 +53,7 @@ class Demo:
         if missing:
             pytest.skip(f"{', '.join(missing)} not installed: run scripts/install-deps "
                         "(or apt-get install redis-server gocryptfs fuse3)")
-        return cls(directory, free_port(), free_port(), free_port(), free_port())
+        return cls(directory, free_port(), free_port(), free_port())
 
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOISTER_", "SCONE_"))}
@@ -66,7 +65,7 @@ class Demo:
         if done.returncode != 0 and "port in use" in done.stderr and not self.dir.exists():
             # another test on this machine took a port between free_port() and the bind
             print(f"retrying demo up on other ports: {done.stderr.strip()}")
-            self.cas_port, self.las_port = free_port(), free_port()
+            self.cas_port = free_port()
             self.redis_port, self.api_port = free_port(), free_port()
             done = self._up()
         assert done.returncode == 0, done.stdout + done.stderr
@@ -74,7 +73,7 @@ class Demo:
 
     def _up(self) -> subprocess.CompletedProcess[str]:
         return self.cli("demo", "up", "--detach", "--dir", str(self.dir),
-                        "--cas-port", str(self.cas_port), "--las-port", str(self.las_port),
+                        "--cas-port", str(self.cas_port),
                         "--redis-port", str(self.redis_port), "--api-port", str(self.api_port),
                         *self.up_args)
 

@@ -5,6 +5,8 @@ One demo per module (per xdist worker); each test uses its own patient ids.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -14,8 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from demo_harness import CLOISTER, FIELDS, SEED_FORM, Demo, seed_walkthrough
 
+from cloister.attest import generate_ephemeral_key, public_key_bytes_of, report_data
+from cloister.attest.simulation import sign_simulation
 from cloister.demo import Layout
 from support import disk_state
 
@@ -173,7 +178,7 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOISTER_", "SCONE_"))}
     proc = subprocess.Popen(
         [CLOISTER, "demo", "up", "--dir", str(d.dir), "--cas-port", str(d.cas_port),
-         "--las-port", str(d.las_port), "--redis-port", str(d.redis_port),
+         "--redis-port", str(d.redis_port),
          "--api-port", str(d.api_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -207,7 +212,7 @@ def test_a_failing_step_stops_what_was_started(tmp_path: Path) -> None:
     flask.write_text(flask.read_text().replace("image_name:", "imagename:"))
     d = Demo.fresh(tmp_path / "demo")
     done = d.cli("demo", "up", "--detach", "--dir", str(d.dir), "--app", str(app),
-                 "--cas-port", str(d.cas_port), "--las-port", str(d.las_port),
+                 "--cas-port", str(d.cas_port),
                  "--redis-port", str(d.redis_port), "--api-port", str(d.api_port))
     assert done.returncode != 0
     assert "imagename" in done.stderr
@@ -223,7 +228,7 @@ def test_a_failure_after_redis_started_leaves_no_key_on_tmpfs(tmp_path: Path) ->
     (app / "rest_api.py").write_text("raise SystemExit('the API refuses to start')\n")
     d = Demo.fresh(tmp_path / "demo")
     done = d.cli("demo", "up", "--detach", "--dir", str(d.dir), "--app", str(app),
-                 "--cas-port", str(d.cas_port), "--las-port", str(d.las_port),
+                 "--cas-port", str(d.cas_port),
                  "--redis-port", str(d.redis_port), "--api-port", str(d.api_port))
     assert done.returncode != 0, done.stdout
     assert "Traceback" not in done.stderr
@@ -240,7 +245,7 @@ def test_up_after_a_template_change_updates_the_session(tmp_path: Path) -> None:
 
     def up() -> subprocess.CompletedProcess[str]:
         return d.cli("demo", "up", "--detach", "--dir", str(d.dir), "--app", str(app),
-                     "--cas-port", str(d.cas_port), "--las-port", str(d.las_port),
+                     "--cas-port", str(d.cas_port),
                      "--redis-port", str(d.redis_port), "--api-port", str(d.api_port))
 
     first = up()
@@ -262,3 +267,33 @@ def test_up_after_a_template_change_updates_the_session(tmp_path: Path) -> None:
         assert d.api(tmp_path, url) == (200, posted)  # the data survived the update
     finally:
         d.cli("demo", "down", "--dir", str(d.dir))
+
+
+def test_a_forged_evidence_from_a_key_nobody_enrolled_gets_nothing(demo: Demo) -> None:
+    """(a) against the real demo: a client with no LAS signs its own simulation evidence
+    claiming the API's (public) measurement; the CAS refuses it as not enrolled."""
+    names = json.loads((demo.dir / "sessions.json").read_text())
+    cacert = demo.dir / "cas" / "cas-ca.pem"
+    url = f"https://localhost:{demo.cas_port}"
+
+    def post(path: str, body: str) -> tuple[str, str]:
+        done = subprocess.run(["curl", "-sS", "--cacert", str(cacert), "-w", "\n%{http_code}",
+                               "-H", "Content-Type: application/json", "-d", body, url + path],
+                              capture_output=True, text=True, timeout=60)
+        text, _, status = done.stdout.rpartition("\n")
+        return status, text
+
+    nonce = bytes.fromhex(json.loads(post("/v1/attest/nonce", "{}")[1])["nonce"])
+    key = public_key_bytes_of(generate_ephemeral_key())
+    measured = subprocess.run([CLOISTER, "measure"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    forged = sign_simulation(Ed25519PrivateKey.generate(), measurement=measured, fspf_tag=None,
+                             report_data_hex=report_data(nonce, key).hex(), uid=os.getuid(),
+                             gid=os.getgid())
+    status, text = post("/v1/attest/config", json.dumps({
+        "config_id": f"{names['flask']}/flask_restapi", "nonce": nonce.hex(),
+        "public_key": key.hex(), "evidence": base64.b64encode(forged).decode()}))
+    assert status == "403" and "sealed_config" not in text
+    assert json.loads(text)["error"]["message"] == "attestation refused"
+    audit = (demo.dir / "cas" / "audit.log").read_text().splitlines()
+    assert "is not enrolled: simulation evidence counts only from a quoting key" in audit[-1]

@@ -6,6 +6,7 @@ examples/patients/rest_api.py, both under ``cloister run``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -150,7 +151,11 @@ def _redis_cli(stack: Stack, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_redis_refuses_certificateless_and_wrong_ca_clients(stack: Stack,
                                                             tmp_path: Path) -> None:
-    ca = stack.shm / "redis-ca.crt"
+    # cloister run placed the policy's {shm}/redis-ca.crt in its private run directory
+    placed = list(Path("/dev/shm").glob(
+        f"cloister-run-{os.geteuid()}-*{stack.shm}/redis-ca.crt"))
+    assert len(placed) == 1, placed
+    ca = placed[0]
     # control: the policy's own client certificate gets in (read from the store, as the CAS
     # would release it; written 0600 to a test directory only)
     client_crt, client_key = _redis_client_files(stack, tmp_path)

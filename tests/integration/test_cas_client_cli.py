@@ -182,7 +182,7 @@ def test_values_of_export_public_ca(
     assert not (cli.home / "client-key.pem").exists()
     # a secret that is not public is refused, with the CAS's reason as a detail
     line = _one_error(cli("values", "values-app", "password", *pin))
-    assert "has no public secret 'password'" in line
+    assert "no public secret 'password' in that session" in line
 
 
 def test_first_contact_is_refused_with_instructions(cli: Cli) -> None:

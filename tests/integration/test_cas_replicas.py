@@ -151,11 +151,11 @@ def test_attestation_nonce_from_one_replica_config_from_the_other(
 
     from cloister import errors  # noqa: PLC0415
     from cloister.attest import (  # noqa: PLC0415
-        LasClient,
         generate_ephemeral_key,
         open_sealed,
         public_key_bytes_of,
         report_data,
+        simulation,
     )
     from cloister.client._transport import post_json  # noqa: PLC0415
 
@@ -166,19 +166,28 @@ def test_attestation_nonce_from_one_replica_config_from_the_other(
     las = LAS(tmp_path / "las", tmp_path / "las.log")
     las.start()
     try:
+        # the owner vouches for the LAS on one replica: the enrolment is in the shared store
+        enrolled = a.curl("/v1/platforms", identity=owner, data=json.dumps(
+            {"platform_id": las.platform_id()}).encode())
+        assert enrolled.status == 201, enrolled.body
         pin = (a.state / "cas-ca.pem").read_text()  # one pinned CA for both replicas
         nonce = bytes.fromhex(post_json("127.0.0.1", a.port, "/v1/attest/nonce", {}, pin)["nonce"])
         key = generate_ephemeral_key()
         public = public_key_bytes_of(key)
-        evidence = LasClient(las.addr).quote(measurement, None, report_data(nonce, public))
+        # signed with the LAS's key (as its host could): this test is about the replicas
+        evidence = simulation.sign_simulation(
+            simulation.load_or_create_platform_key(las.state), measurement=measurement,
+            fspf_tag=None, report_data_hex=report_data(nonce, public).hex(), uid=os.getuid(),
+            gid=os.getgid())
         body = {"config_id": "attested/app", "nonce": nonce.hex(), "public_key": public.hex(),
                 "evidence": base64.b64encode(evidence).decode()}
         answer = post_json("127.0.0.1", b.port, "/v1/attest/config", body, pin)
         config = json.loads(open_sealed(key, base64.b64decode(answer["sealed_config"])))
         assert config["environment"]["TOKEN"]  # the session's secret, released by b
         # the nonce is spent for every replica: a replay to a is refused
-        with pytest.raises(errors.AttestationError, match="nonce"):
+        with pytest.raises(errors.AttestationError, match="attestation refused"):
             post_json("127.0.0.1", a.port, "/v1/attest/config", body, pin)
+        assert "nonce" in (a.state / "audit.log").read_text().splitlines()[-1]
     finally:
         las.stop()
 

@@ -169,6 +169,8 @@ def test_cloister_run_waits_for_a_sealed_cas(tmp_path: Path) -> None:
                    f"[{python_measurement()}]\n    command: python3 {program}\nsecurity:\n"
                    "  attestation:\n    tolerate: [debug-mode]\n")
         assert cas.curl("/session", identity=owner, data=session.encode()).status == 201
+        enrol = json.dumps({"platform_id": las.platform_id()}).encode()  # the owner's LAS
+        assert cas.curl("/v1/platforms", identity=owner, data=enrol).status == 201
         cas.stop()
         cas.start()  # sealed again
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOISTER_", "SCONE_"))}

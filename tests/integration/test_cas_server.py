@@ -81,7 +81,9 @@ def test_create_with_curl_and_fetch_public_ca_through_jq(cas: CAS, alice: Identi
     for secret in ("api_ca_key", "pw", "nope"):
         denied = cas.curl(f"/v1/values/session=api,secret={secret}", insecure=True)
         assert denied.status == 403 and denied.json()["error"]["code"] == "not_public"
-    assert cas.curl("/v1/values/session=nope", insecure=True).status == 404
+    # an unknown session answers as one without public secrets: existence is not told
+    unknown = cas.curl("/v1/values/session=nope", insecure=True)
+    assert (unknown.status, unknown.json()) == (200, {"values": {}})
 
 
 def test_post_v1_sessions_and_read_back_without_generated_values(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from run_harness import CLOISTER, Platform, platform, python_measurement
 
 from cloister import errors
-from cloister.attest import LasClient, generate_ephemeral_key, public_key_bytes_of, report_data
+from cloister.attest import generate_ephemeral_key, public_key_bytes_of
 from cloister.client._transport import post_json
 
 SESSION = """\
@@ -57,8 +58,7 @@ def call(plat: Platform, path: str, body: dict[str, Any]) -> Any:
 
 
 def evidence_for(plat: Platform, nonce: bytes, bound_key: bytes) -> bytes:
-    las = LasClient(plat.las.addr)
-    return las.quote(python_measurement(), None, report_data(nonce, bound_key))
+    return plat.sign_as_las(nonce, bound_key)
 
 
 def request(config_id: str, nonce: bytes, key: bytes, evidence: bytes) -> dict[str, str]:
@@ -73,16 +73,17 @@ def test_honest_request_is_accepted_once_and_replay_is_refused(plat: Platform) -
     assert "sealed_config" in call(plat, "/v1/attest/config", body)
     with pytest.raises(errors.AttestationError) as replay:
         call(plat, "/v1/attest/config", body)
-    assert "nonce is unknown, expired or already used" in replay.value.message
+    assert replay.value.message.endswith("attestation refused")
+    assert "nonce is unknown, expired or already used" in plat.last_refusal()
 
 
 def test_made_up_nonce_is_refused(plat: Platform) -> None:
     key = public_key_bytes_of(generate_ephemeral_key())
     nonce = bytes(32)
-    with pytest.raises(errors.AttestationError) as caught:
+    with pytest.raises(errors.AttestationError):
         call(plat, "/v1/attest/config", request("victim/app", nonce, key,
                                                 evidence_for(plat, nonce, key)))
-    assert "nonce is unknown" in caught.value.message
+    assert "nonce is unknown" in plat.last_refusal()
 
 
 def test_evidence_bound_to_another_key_is_refused(plat: Platform) -> None:
@@ -90,10 +91,10 @@ def test_evidence_bound_to_another_key_is_refused(plat: Platform) -> None:
     honest = public_key_bytes_of(generate_ephemeral_key())
     attacker = public_key_bytes_of(generate_ephemeral_key())
     nonce = bytes.fromhex(call(plat, "/v1/attest/nonce", {})["nonce"])
-    with pytest.raises(errors.AttestationError) as caught:
+    with pytest.raises(errors.AttestationError):
         call(plat, "/v1/attest/config", request("victim/app", nonce, attacker,
                                                 evidence_for(plat, nonce, honest)))
-    assert "bound to another key or nonce" in caught.value.message
+    assert "bound to another key or nonce" in plat.last_refusal()
 
 
 def test_config_id_of_another_session_is_refused(plat: Platform) -> None:
@@ -102,26 +103,32 @@ def test_config_id_of_another_session_is_refused(plat: Platform) -> None:
                                command="python3 /x.py", inject="/tls/t"))
     key = public_key_bytes_of(generate_ephemeral_key())
     nonce = bytes.fromhex(call(plat, "/v1/attest/nonce", {})["nonce"])
-    with pytest.raises(errors.AttestationError) as caught:
+    with pytest.raises(errors.AttestationError):
         call(plat, "/v1/attest/config", request("other/app", nonce, key,
                                                 evidence_for(plat, nonce, key)))
-    assert "not in [999999999999" in caught.value.message
+    assert "not in [999999999999" in plat.last_refusal()
 
 
-def test_native_program_with_disk_backed_injection_path_is_refused(
+def _run_dirs() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob(f"cloister-run-{os.geteuid()}-*")}
+
+
+def test_native_files_go_to_a_private_memory_dir_not_the_policy_path(
     plat: Platform, tmp_path: Path
 ) -> None:
+    """A policy path on disk: the file is placed in this run's directory on /dev/shm (the
+    path rewritten in the program's arguments), nothing reaches the disk, nothing stays."""
     disk_dir = Path("/var/tmp") / f"cloister-test-{tmp_path.name}"
-    marker = tmp_path / "ran"
-    measurement = measure("touch")
-    plat.create(SESSION.format(name="native-disk", measurement=measurement,
-                               command=f"touch {marker}", inject=f"{disk_dir}/token"))
-    done = plat.run("native-disk/app", "--", "touch")
-    assert done.returncode == 6, done.stderr
-    assert f"refusing to write injected file {disk_dir}/token" in done.stderr
-    assert "not a memory filesystem" in done.stderr
-    assert not marker.exists(), "the program ran"
+    out = tmp_path / "copy"
+    plat.create(SESSION.format(name="native-disk", measurement=measure("cp"),
+                               command=f"cp {disk_dir}/token {out}", inject=f"{disk_dir}/token"))
+    done = plat.run("native-disk/app", "--", "cp")
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text()) == 20
     assert not disk_dir.exists(), "an injected file reached the disk"
+    placed = disk_dir.relative_to("/") / "token"
+    assert not [d for d in _run_dirs() if (Path("/dev/shm") / d / placed).exists()], \
+        "the run's directory outlived the program"
 
 
 def test_native_program_on_tmpfs_runs_with_its_files(plat: Platform, tmp_path: Path) -> None:
@@ -134,6 +141,7 @@ def test_native_program_on_tmpfs_runs_with_its_files(plat: Platform, tmp_path: P
         done = plat.run("native-shm/app", "--", "cp")
         assert done.returncode == 0, done.stderr
         assert len(out.read_text()) == 20
+        assert not shm.exists(), "the policy's path was used instead of the run's directory"
     finally:
         shutil.rmtree(shm, ignore_errors=True)
 
@@ -153,6 +161,7 @@ def test_attestation_inputs_that_do_not_resolve_are_a_refusal_without_the_secret
     with pytest.raises(errors.AttestationError) as caught:
         call(plat, "/v1/attest/config", request("tag-from-secret/app", nonce, key,
                                                 evidence_for(plat, nonce, key)))
-    assert "cannot be evaluated" in caught.value.message
+    assert caught.value.message.endswith("attestation refused")
+    assert "cannot be evaluated" in plat.last_refusal()
     audit = "".join(p.read_text() for p in plat.cas.state.glob("audit*"))
     assert "platforms or fspf_tag do not resolve to hex" in audit

@@ -100,8 +100,12 @@ def test_python_program_gets_its_configuration_in_memory(plat: Platform, program
 def refused(plat: Platform, program: Path, config_id: str, *reasons: str) -> None:
     done = plat.run(config_id)
     assert done.returncode == 3, (done.stdout, done.stderr)
+    # the workload hears one uniform refusal; the CAS's audit log has every reason
+    assert "attestation refused" in done.stderr
+    audited = plat.last_refusal()
     for reason in reasons:
-        assert reason in done.stderr
+        assert reason in audited
+        assert reason not in done.stderr or reason == "measurement"
     assert "Traceback" not in done.stderr
     assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
 
@@ -164,10 +168,12 @@ def test_all_reasons_at_once(plat: Platform, program: Path) -> None:
 
 def test_unknown_session_and_service_are_refused(plat: Platform, program: Path) -> None:
     # the anonymous caller learns only that the id is unknown; the audit log keeps why
-    refused(plat, program, "no-such-session/app",
-            "config id no-such-session/app is not known to this CAS")
+    refused(plat, program, "no-such-session/app", "config id is not known to this CAS")
+    unknown = plat.run("no-such-session/app").stderr
     plat.create(session("has-app", program, python_measurement()))
-    refused(plat, program, "has-app/other", "config id has-app/other is not known to this CAS")
+    refused(plat, program, "has-app/other", "config id is not known to this CAS")
+    # (g) an unknown session and a known one the caller may not have: the same answer
+    assert plat.run("has-app/other").stderr == unknown
     audit = "".join(p.read_text() for p in plat.cas.state.glob("audit*"))
     assert "session 'no-such-session' does not exist" in audit
     assert "session 'has-app' has no service 'other'" in audit

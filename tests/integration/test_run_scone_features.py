@@ -59,6 +59,7 @@ def plat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         else:
             os.environ["CLOISTER_SINGLETON_LEASE_SECONDS"] = saved
     p.las.start()
+    p.enroll()  # simulation evidence counts only from a LAS the sessions' owner enrolled
     try:
         yield p
     finally:
@@ -194,7 +195,8 @@ secrets:
                          "central, secret: shared_policy}\n", ""))
     refused = plat.run("fragged-wrong/app")
     assert refused.returncode == 3
-    assert f"measurement {measurement} not in [000000000000…]" in refused.stderr
+    assert "attestation refused" in refused.stderr  # the caller learns no policy detail
+    assert f"measurement {measurement} not in [000000000000…]" in plat.last_refusal()
 
 
 # --- volumes shared between sessions ------------------------------------------------------

@@ -107,6 +107,8 @@ def test_sealed_program_runs_and_leaves_no_plaintext(plat: Platform, sealed: dic
             hits += [os.path.join(dirpath, d) for d in dirnames if d == "__pycache__"]
             for name in filenames:
                 path = os.path.join(dirpath, name)
+                if not os.path.isfile(path):  # the LAS's socket
+                    continue
                 with open(path, "rb") as f:
                     if MARKER.encode() in f.read():
                         hits.append(path)
@@ -175,3 +177,28 @@ def test_wrong_tag_in_policy_is_refused(plat: Platform, sealed: dict[str, object
                                         tmp_path: Path) -> None:
     done = deploy(plat, sealed, tmp_path, "wrong-tag", tag="6" * 32)
     assert_refused(done, tmp_path, "tag")
+
+
+def test_f_a_sealed_program_that_raises_shows_file_and_line_not_source(
+        plat: Platform, tmp_path: Path) -> None:
+    """(f) an uncaught exception in sealed code: stderr (often a log file) names the file
+    and line, never a decrypted source line; the policy's debug switch shows them."""
+    src, secret_line = tmp_path / "src", f"raise RuntimeError('boom')  # {MARKER} secret"
+    write_sources(src, {"main.py": "import pkg.core\npkg.core.explode()\n",
+                        "pkg/__init__.py": "",
+                        "pkg/core.py": f"def explode():\n    {secret_line}\n"})
+    info = seal(src, tmp_path / "sealed")
+    shutil.rmtree(src)
+    for name, debug in (("raises", ""), ("raises-debug", "    debug_tracebacks: true\n")):
+        text = SESSION.format(name=name, measurement=python_measurement(),
+                              sealed=tmp_path / "sealed", ran=tmp_path / "ran",
+                              key=info["fspf_key"], tag=info["fspf_tag"])
+        plat.create(text.replace("    fspf_path:", debug + "    fspf_path:", 1))
+        done = plat.run(f"{name}/app")
+        assert done.returncode == 1, done.stderr
+        assert f'File "{tmp_path}/sealed/pkg/core.py", line 2, in explode' in done.stderr
+        assert "RuntimeError: boom" in done.stderr
+        if debug:
+            assert secret_line in done.stderr
+        else:
+            assert MARKER not in done.stderr and "raise RuntimeError" not in done.stderr

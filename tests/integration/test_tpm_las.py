@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from cloister.attest import (
     VerifiedClaims,
     _evidence,
     generate_ephemeral_key,
+    measure,
     public_key_bytes_of,
     report_data,
     simulation,
@@ -34,8 +36,9 @@ from cloister.cas._decide import Decision, decide
 from cloister.policy import AttestationSecurity, AttestationVariant, Service
 
 CLI = str(Path(sys.executable).parent / "cloister")
-M = "ab" * 32
-TAG = "12" * 16
+#: the quotes come from curl, a native program the LAS measures (it takes no one's word)
+M = measure("curl")
+TAG = None
 
 
 def _free_port_pair() -> int:
@@ -99,15 +102,16 @@ class Swtpm:
 
 class TpmLas:
     def __init__(self, state: Path, tcti: str) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.addr = f"127.0.0.1:{sock.getsockname()[1]}"
+        # a directory every user may pass, so that another uid can ask this LAS too
+        self.public = Path(tempfile.mkdtemp(prefix="cloister-tpm-las-"))
+        self.public.chmod(0o755)
+        self.addr = str(self.public / "las.sock")
         self.state, self.tcti = state, tcti
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [CLI, "las", "serve", "--state", str(self.state), "--listen", self.addr,
+            [CLI, "las", "serve", "--state", str(self.state), "--socket", self.addr,
              "--tpm", self.tcti],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -127,6 +131,7 @@ class TpmLas:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.communicate(timeout=30)
+        shutil.rmtree(self.public, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -150,14 +155,20 @@ def las(swtpm: Swtpm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TpmL
         server.stop()
 
 
-def _quote(las: TpmLas, nonce: bytes, key: bytes) -> bytes:
-    return LasClient(las.addr).quote(M, TAG, report_data(nonce, key))
+def _quote(las: TpmLas, nonce: bytes, key: bytes, *prefix: str) -> bytes:
+    """A quote for curl (``prefix``: e.g. setpriv to run it as another user)."""
+    body = json.dumps({"report_data": report_data(nonce, key).hex()})
+    done = subprocess.run([*prefix, "curl", "-sS", "--fail-with-body", "--unix-socket", las.addr,
+                           "-H", "Content-Type: application/json", "--data-binary", body,
+                           "http://las/v1/quote"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return base64.b64decode(json.loads(done.stdout)["evidence"])
 
 
 def _decide(evidence: bytes, nonce: bytes, key: bytes, *, platforms: tuple[str, ...],
-            tolerate: frozenset[str] = frozenset()) -> Decision:
+            tolerate: frozenset[str] = frozenset(), uid: int | None = None) -> Decision:
     service = Service(name="api", attestation=(AttestationVariant(mrenclaves=(M,)),),
-                      platforms=platforms, fspf_tag=TAG)
+                      platforms=platforms, fspf_tag=TAG, uid=uid)
     return decide(service=service, attestation=AttestationSecurity(tolerate=tolerate),
                   evidence=evidence, nonce=nonce, nonce_ok=True, ephemeral_public_key=key)
 
@@ -213,11 +224,36 @@ def test_same_policy_refuses_simulation_evidence() -> None:
     sim_key = Ed25519PrivateKey.generate()
     nonce, key = os.urandom(32), public_key_bytes_of(generate_ephemeral_key())
     evidence = simulation.sign_simulation(sim_key, measurement=M, fspf_tag=TAG,
-                                         report_data_hex=report_data(nonce, key).hex())
+                                         report_data_hex=report_data(nonce, key).hex(),
+                                         uid=0, gid=0)
     pid = _evidence.platform_id(_evidence.spki_der(sim_key.public_key()))
     reasons = _decide(evidence, nonce, key, platforms=(pid,)).reasons
     assert reasons == ["evidence type simulation not tolerated: add debug-mode to "
                        "security.attestation.tolerate"]
+
+
+def test_b_another_uid_gets_a_quote_of_itself_which_a_uid_pin_refuses(
+        las: TpmLas, honest: tuple[bytes, bytes, bytes, str]) -> None:
+    """(b) through a TPM-backed LAS: uid 65534 asking gets evidence of its own process and
+    uid (the TPM binds them), and a session pinned to the workload's uid refuses it."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("switching to uid 65534 needs root")
+    platform = honest[3]
+    nonce, key = os.urandom(32), public_key_bytes_of(generate_ephemeral_key())
+    evidence = _quote(las, nonce, key, "setpriv", "--reuid", "65534", "--regid", "65534",
+                      "--clear-groups")
+    claims = json.loads(evidence)["claims"]
+    assert (claims["uid"], claims["gid"]) == (65534, 65534)
+    assert claims["measurement"] == M  # its own program, curl: it cannot claim another
+    reasons = _decide(evidence, nonce, key, platforms=(platform,), uid=os.getuid()).reasons
+    assert reasons == [f"the caller runs as uid 65534, service api requires uid {os.getuid()}"]
+    # a uid cannot be rewritten in the clear claims: the quote binds it
+    def lie(obj: dict[str, Any]) -> None:
+        obj["claims"]["uid"] = os.getuid()
+    assert any("qualifying data does not bind" in r for r in _decide(
+        _tamper(evidence, lie), nonce, key, platforms=(platform,), uid=os.getuid()).reasons)
 
 
 def test_ak_not_in_platforms_is_refused(honest: tuple[bytes, bytes, bytes, str]) -> None:
@@ -247,8 +283,8 @@ def test_qualifying_data_binding_another_key_is_refused(
         obj["claims"]["report_data"] = report_data(nonce, key).hex()
     reasons = _decide(_tamper(stolen, rebind), nonce, key, platforms=(platform,)).reasons
     assert reasons == ["quote's qualifying data does not bind the claimed measurement, fspf "
-                       "tag and report data (claims altered, or quote made for another key or "
-                       "nonce)"]
+                       "tag, report data, uid and gid (claims altered, or quote made for another "
+                       "key or nonce)"]
 
 
 def test_altered_measurement_claim_is_refused(honest: tuple[bytes, bytes, bytes, str]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cas_harness import CLOISTER
+from cas_harness import CLOISTER, make_identity
 from run_harness import Platform, platform, python_measurement
 from test_tpm_las import Swtpm, require_swtpm
 
@@ -76,7 +76,9 @@ def test_run_with_an_ak_not_in_platforms_is_refused(plat: Platform, program: Pat
     plat.create(session("tpm-other", program, "d" * 64))
     done = plat.run("tpm-other/app")
     assert done.returncode == 3, (done.stdout, done.stderr)
-    assert f"platform {plat.las.platform_id()} not in the 1 platform(s) pinned" in done.stderr
+    assert "attestation refused" in done.stderr
+    assert f"platform {plat.las.platform_id()} not in the 1 platform(s) pinned" in \
+        plat.last_refusal()
     assert "Traceback" not in done.stderr
     assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
 
@@ -106,16 +108,22 @@ def test_pinned_pcr_differing_from_the_quote_is_refused(plat: Platform, program:
     done = plat.run("tpm-pcr-bad/app")
     assert done.returncode == 3, (done.stdout, done.stderr)
     assert f"PCR sha256:0 is {actual}, security.attestation.tpm_pcrs requires {wanted}" \
-        in done.stderr
+        in plat.last_refusal()
     assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
 
 
 def test_tpm_evidence_for_a_service_without_platforms_is_refused(plat: Platform,
                                                                  program: Path) -> None:
-    """Without an EK chain the AK is self-carried: only a platforms pin makes it count."""
+    """Without an EK chain the AK is self-carried: only a platforms pin or an enrolment by
+    the session's owner makes it count."""
     text = session("tpm-unpinned", program, plat.las.platform_id())
-    plat.create(text.replace(f"    platforms: [{plat.las.platform_id()}]\n", ""))
+    stranger = make_identity(plat.root / "ids", "stranger")  # has enrolled nothing
+    reply = plat.cas.curl("/session", identity=stranger, data=text.replace(
+        f"    platforms: [{plat.las.platform_id()}]\n", "").encode())
+    assert reply.status == 201, reply.body
     done = plat.run("tpm-unpinned/app")
     assert done.returncode == 3, (done.stdout, done.stderr)
-    assert "tpm evidence is trusted only for a platform the policy pins" in done.stderr
+    assert f"platform {plat.las.platform_id()} is not enrolled" in plat.last_refusal()
     assert not (program.parent / "ran").exists(), "the program ran despite a refusal"
+    plat.enroll(stranger)
+    assert plat.run("tpm-unpinned/app").returncode == 0

@@ -37,6 +37,16 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
              "--env", f"PORT={port}", "--cas", env["CLOISTER_CAS_ADDR"]],
             capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 0, done.stderr
+        # the session's owner vouches for the LAS its simulation evidence comes from
+        enrolled = subprocess.run(
+            [CLOISTER, "platform", "enroll", "--las", plat.las.addr, "--label", "test node",
+             "--cas", env["CLOISTER_CAS_ADDR"]], capture_output=True, text=True, env=env,
+            timeout=60)
+        assert enrolled.returncode == 0, enrolled.stderr
+        assert enrolled.stdout.startswith(f"{plat.las.platform_id()} enrolled for sessions")
+        listed = subprocess.run([CLOISTER, "platform", "list", "--cas", env["CLOISTER_CAS_ADDR"]],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert listed.stdout == f"{plat.las.platform_id()} test node\n", listed.stderr
         yield {"plat": plat, "out": out, "port": port, "stdout": done.stdout,
                "stderr": done.stderr, "root": root}
 

@@ -20,8 +20,10 @@ signs a quote with a software key; it proves which code was launched to
 someone who trusts the host, and nothing against a host administrator.
 **tpm**: a TPM 2.0 quote by an attestation key under the endorsement
 hierarchy (:class:`TpmVerifier`, LAS ``--tpm``); the platform identity is
-hardware-rooted, so it needs no toleration, but the measurement is still
-asserted by the LAS unless PCRs the policy pins cover it.
+hardware-rooted, so it needs no toleration.  In both the measurement, uid and
+gid are the LAS's measurement of the process on its socket
+(:mod:`._caller`), and the key counts only if the CAS knows it
+(:func:`platform_reason`).
 """
 
 import importlib
@@ -36,7 +38,8 @@ from cloister.attest._evidence import (
     platform_id,
     report_data,
 )
-from cloister.attest._las_client import LasClient, default_las_address
+from cloister.attest._known import platform_reason
+from cloister.attest._las_client import DEFAULT_SOCKET, LasClient, default_las_address
 from cloister.attest._measure import is_python_interpreter, measure
 from cloister.attest._plugin import (
     NO_COLLATERAL,
@@ -80,6 +83,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_PCRS",
+    "DEFAULT_SOCKET",
     "FORMAT",
     "NO_COLLATERAL",
     "SIMULATION",
@@ -108,6 +112,7 @@ __all__ = [
     "open_sealed",
     "parse_pcrs",
     "platform_id",
+    "platform_reason",
     "public_key_bytes_of",
     "qualifying_data",
     "report_data",

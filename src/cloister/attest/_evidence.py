@@ -14,12 +14,16 @@ the LAS was asked to quote (:func:`parse_claims`)::
                "measurement": "<64 lower-case hex>",
                "fspf_tag": "<32 lower-case hex>" | null,
                "report_data": "<64 lower-case hex>",
-               "platform_id": "<64 lower-case hex>"}
+               "platform_id": "<64 lower-case hex>",
+               "uid": <int>, "gid": <int>}
 
 ``platform_id`` is the SHA-256 hex of the DER SPKI of the quoting key, and
 ``report_data`` is ``SHA256(nonce ‖ ephemeral public key bytes)`` (see
-:func:`report_data`).  Parsing is strict: unknown or missing keys, duplicate
-keys, upper-case hex or evidence over :data:`MAX_EVIDENCE_BYTES` are refused.
+:func:`report_data`).  ``measurement``, ``fspf_tag``, ``uid`` and ``gid`` are
+what the LAS measured of the process on the other end of its socket (see
+:mod:`._caller`), never what that process said about itself.  Parsing is
+strict: unknown or missing keys, duplicate keys, upper-case hex or evidence
+over :data:`MAX_EVIDENCE_BYTES` are refused.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -40,7 +45,11 @@ MAX_EVIDENCE_BYTES = 64 * 1024
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX32 = re.compile(r"[0-9a-f]{32}")
-CLAIM_KEYS = frozenset({"type", "measurement", "fspf_tag", "report_data", "platform_id"})
+CLAIM_KEYS = frozenset({"type", "measurement", "fspf_tag", "report_data", "platform_id",
+                        "uid", "gid"})
+#: what a type whose hardware binds only the runtime measurement carries (no uid, gid)
+BASE_CLAIM_KEYS = CLAIM_KEYS - {"uid", "gid"}
+_MAX_ID = 2**32 - 1
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -82,6 +91,13 @@ def check_claim_values(measurement: str, fspf_tag: str | None, report_data_hex: 
     return problems
 
 
+def check_ids(uid: object, gid: object) -> list[str]:
+    """Reasons why a uid/gid claim is malformed (each an integer from 0 to 2³²-1)."""
+    return [f"{name} must be an integer from 0 to {_MAX_ID}" for name, value in
+            (("uid", uid), ("gid", gid))
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_ID]
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -119,17 +135,19 @@ def evidence_type(evidence: bytes) -> str:
     return type_
 
 
-def parse_claims(claims: Any, type_: str) -> dict[str, Any]:
+def parse_claims(claims: Any, type_: str, keys: frozenset[str] = CLAIM_KEYS) -> dict[str, Any]:
     """The runtime claims object every cloister envelope carries, shape-checked.
 
-    ``{"type", "measurement", "fspf_tag", "report_data", "platform_id"}``:
-    what the LAS was asked to quote.  Nothing here is authenticated.
+    ``{"type", "measurement", "fspf_tag", "report_data", "platform_id", "uid",
+    "gid"}``: what the LAS measured of its caller.  Nothing here is authenticated.
     """
-    if not isinstance(claims, dict) or set(claims) != CLAIM_KEYS:
+    if not isinstance(claims, dict) or set(claims) != keys:
         raise errors.EvidenceError(f"{type_} claims must have exactly the fields "
-                                   f"{', '.join(sorted(CLAIM_KEYS))}")
+                                   f"{', '.join(sorted(keys))}")
     problems = check_claim_values(claims["measurement"], claims["fspf_tag"],
                                   claims["report_data"])
+    if "uid" in keys:
+        problems += check_ids(claims["uid"], claims["gid"])
     if claims["type"] != type_:
         problems.append(f"claims type must be {type_!r}")
     if not isinstance(claims["platform_id"], str) or not HEX64.fullmatch(claims["platform_id"]):
@@ -139,7 +157,8 @@ def parse_claims(claims: Any, type_: str) -> dict[str, Any]:
     return claims
 
 
-def parse_typed(evidence: bytes, type_: str, keys: frozenset[str]) -> dict[str, Any]:
+def parse_typed(evidence: bytes, type_: str, keys: frozenset[str],
+                claim_keys: frozenset[str] = CLAIM_KEYS) -> dict[str, Any]:
     """The envelope of ``evidence`` if it is ``type_`` with exactly ``keys`` (unauthenticated)."""
     obj = parse_envelope(evidence)
     if obj["type"] != type_:
@@ -147,7 +166,7 @@ def parse_typed(evidence: bytes, type_: str, keys: frozenset[str]) -> dict[str, 
     if set(obj) != keys:
         raise errors.EvidenceError(f"{type_} evidence has unexpected fields",
                                    details=[f"fields: {', '.join(sorted(obj))}"])
-    obj["claims"] = parse_claims(obj["claims"], type_)
+    obj["claims"] = parse_claims(obj["claims"], type_, claim_keys)
     return obj
 
 
@@ -159,13 +178,17 @@ def message(exc: errors.EvidenceError) -> str:
 RUNTIME_CONTEXT = b"cloister-runtime-claims-v1\0"
 
 
-def runtime_binding(type_: str, measurement: str, fspf_tag: str | None) -> bytes:
+def runtime_binding(type_: str, measurement: str, fspf_tag: str | None,
+                    uid: int | None = None, gid: int | None = None) -> bytes:
     """The 32 bytes a hardware report's data carries after ``report_data``: the runtime claims.
 
-    ``SHA256(context ‖ len(type) ‖ type ‖ measurement ‖ tag)`` where the tag
-    is ``0x00`` when absent and ``0x01 ‖ tag`` when present (fixed lengths, so
-    the encoding is unambiguous).  Hex inputs must be well-formed.
+    ``SHA256(context ‖ len(type) ‖ type ‖ measurement ‖ tag [‖ u32(uid) ‖ u32(gid)])``
+    where the tag is ``0x00`` when absent and ``0x01 ‖ tag`` when present (fixed
+    lengths, so the encoding is unambiguous); the caller's uid and gid, as the LAS
+    saw them, follow when given (always, for what a LAS quotes).  Inputs must be
+    well-formed.
     """
     tag = b"\0" if fspf_tag is None else b"\1" + bytes.fromhex(fspf_tag)
+    ids = b"" if uid is None or gid is None else struct.pack(">II", uid, gid)
     return hashlib.sha256(RUNTIME_CONTEXT + bytes([len(type_)]) + type_.encode()
-                          + bytes.fromhex(measurement) + tag).digest()
+                          + bytes.fromhex(measurement) + tag + ids).digest()

@@ -10,9 +10,9 @@ different inputs encode alike.
 
 - ``kind = b"python"``: the program is a Python interpreter.  Items are
   ``("interpreter", bytes of the interpreter executable)``, then — when the
-  interpreter is this process's and is built with a shared ``libpython``
-  (``Py_ENABLE_SHARED``) — ``("libpython", bytes of that library)``, since
-  the executable is then only a small stub; and then, sorted
+  interpreter is this process's and maps a shared ``libpython`` (as
+  ``/proc/self/maps`` lists it) — ``("libpython", bytes of that library)``,
+  since the executable is then only a small stub; and then, sorted
   by name (byte order), one item per runtime file ``("cloister/<relative
   path>", bytes)`` for every ``*.py`` under the cloister package this process
   runs (``__pycache__`` directories excluded).  This is what runs when
@@ -38,12 +38,15 @@ import hashlib
 import os
 import shutil
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloister import errors
 from cloister._python import is_python_name
+
+if TYPE_CHECKING:
+    from cloister.attest._caller import Process
 
 DOMAIN = b"cloister-measurement-v1\0"
 _CHUNK = 1 << 20
@@ -136,16 +139,93 @@ def measure(program: str | None = None, *, runtime: Path | None = None) -> str:
 
 
 def shared_libpython(interpreter: Path) -> list[tuple[str, Path]]:
-    """``[("libpython", path)]`` when ``interpreter`` is this process's and links a shared
-    libpython; ``[]`` otherwise (a static build has the interpreter in the executable)."""
+    """``[("libpython", path)]`` when ``interpreter`` is this process's and this process
+    maps a shared libpython; ``[]`` otherwise (a static build has the interpreter in the
+    executable, whatever ``Py_ENABLE_SHARED`` says: Debian's python3 is built both ways).
+
+    What is mapped is what the LAS sees in ``/proc/PID/maps``, so both agree.
+    """
     try:
         if not interpreter.samefile(Path(sys.executable).resolve()):
             return []
+        maps = Path("/proc/self/maps").read_text()
     except OSError:
         return []
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        return []
-    library = Path(str(sysconfig.get_config_var("LIBDIR"))) / str(
-        sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
-    )
-    return [("libpython", library.resolve())] if library.is_file() else []
+    for line in maps.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and "x" in parts[1] and \
+                os.path.basename(parts[5]).startswith("libpython"):
+            return [("libpython", Path(parts[5]))]
+    return []
+
+
+# --- the LAS's side: measuring a caller the kernel named ----------------------------
+
+#: measurements by the identity of every file they cover (device, inode, size, mtime,
+#: ctime): a change to any file gives a new key, so the cache never answers for old bytes
+_CACHE: dict[tuple[object, ...], str] = {}
+_CACHE_LIMIT = 64
+
+
+def _stat_key(items: list[tuple[str, Path]]) -> tuple[object, ...]:
+    key: list[object] = []
+    for name, path in items:
+        info = os.stat(path)
+        key.append((name, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+                    info.st_ctime_ns))
+    return tuple(key)
+
+
+def _measured(kind: str, items: list[tuple[str, Path]]) -> str:
+    try:
+        before = (kind, _stat_key(items))
+    except OSError as exc:
+        raise errors.EvidenceError(f"cannot measure the caller's {exc.filename}: "
+                                   f"{exc.strerror}") from None
+    cached = _CACHE.get(before)
+    if cached is not None:
+        return cached
+    try:
+        value = measure_items(kind, items)
+    except errors.ConfigError as exc:
+        raise errors.EvidenceError(f"cannot measure the caller: {exc.message}") from None
+    if (kind, _stat_key(items)) == before:
+        if len(_CACHE) >= _CACHE_LIMIT:
+            _CACHE.clear()
+        _CACHE[before] = value
+    return value
+
+
+def measure_caller(proc: Process, *, runtime: str | None, program: str | None) -> str:
+    """The measurement of what ``proc`` runs, as :func:`measure` would compute it there.
+
+    The bytes come from the kernel's view of the caller: its executable is
+    ``/proc/PID/exe``, its ``libpython`` the mapping the kernel lists (same
+    device and inode), and the files are read through ``/proc/PID/root``.
+    ``runtime`` (the cloister package directory) and ``program`` (the native
+    executable ``cloister run`` will exec) are where the caller says those
+    files are: the LAS measures what is there, so naming other files than
+    the ones it runs changes nothing but what the CAS is shown — which is
+    why the LAS also insists on ``python -I -m cloister.cli run``.
+    """
+    exe = Path(f"/proc/{proc.peer.pid}/exe")
+    if not is_python_interpreter(Path(proc.exe.removesuffix(" (deleted)"))):
+        return _measured("native", [("executable", exe)])
+    if program is not None:
+        target = Path(proc.path(program))
+        try:
+            info = os.stat(target)
+        except OSError:
+            raise errors.EvidenceError(
+                f"the program to launch, {program}, does not exist") from None
+        if info.st_mode & 0o022 or info.st_uid not in (0, proc.peer.uid):
+            raise errors.EvidenceError(f"the program to launch, {program}, is writable by others")
+        return _measured("native", [("executable", target)])
+    if runtime is None:
+        raise errors.EvidenceError("a Python caller must name its cloister runtime directory")
+    libpython = [("libpython", Path(proc.path(m.path))) for m in proc.maps
+                 if m.executable and os.path.basename(m.path).startswith("libpython")][:1]
+    files = runtime_files(Path(proc.path(runtime)))
+    if not files:
+        raise errors.EvidenceError(f"no cloister runtime files under {runtime}")
+    return _measured("python", [("interpreter", exe), *libpython, *files])

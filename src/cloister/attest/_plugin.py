@@ -56,9 +56,10 @@ class VerifiedClaims:
     isvprodid: int | None = None
     isvsvn: int | None = None
     needs_tolerations: Mapping[str, str] = field(default_factory=_empty)
-    #: True when nothing but the policy's ``platforms`` pin ties the signing key to real
-    #: hardware (a TPM quote without a verified EK chain): such evidence is refused
-    #: unless the service lists its platform
+    #: True when nothing but the CAS's knowledge of the key ties it to a real platform
+    #: (a LAS's software key; a TPM quote without a verified EK chain): such evidence is
+    #: refused unless its platform id is in the service's ``platforms`` or enrolled on
+    #: the CAS by the session's owner (:func:`cloister.attest.platform_reason`)
     requires_platform_pin: bool = False
     #: policy keys of which at least one must be set for this evidence to count (a CPU
     #: signs any VM's launch: without a pinned reference measurement any VM would pass)
@@ -66,6 +67,10 @@ class VerifiedClaims:
     #: authenticated SHA-256 PCR values (index → 64 hex) for evidence types that quote PCRs
     pcrs: Mapping[int, str] = field(default_factory=_empty)
     type_claims: Mapping[str, Any] = field(default_factory=_empty)
+    #: the caller's uid and gid as the LAS saw them (kernel peer credentials); None for
+    #: evidence types that carry no process identity
+    uid: int | None = None
+    gid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The claims as one JSON object (what ``cloister attest verify`` prints)."""
@@ -77,6 +82,8 @@ class VerifiedClaims:
             "fspf_tag": self.fspf_tag,
             "needs_tolerations": dict(self.needs_tolerations),
             "pcrs": {str(k): v for k, v in sorted(self.pcrs.items())},
+            "uid": self.uid,
+            "gid": self.gid,
             **dict(self.type_claims),
         }
 
@@ -144,13 +151,15 @@ class PolicyKey:
 
 
 class Quoter(Protocol):
-    """The LAS side of an evidence type: quotes claims for a local caller."""
+    """The LAS side of an evidence type: quotes what the LAS measured of a local caller
+    (:mod:`cloister.attest._caller`), with the caller's uid and gid."""
 
     evidence_type: str
     platform_id: str
     public_key_pem: str
 
-    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str) -> bytes: ...
+    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str,
+              uid: int, gid: int) -> bytes: ...
 
 
 #: ``(LAS state directory, options from the command line) → quoter``

@@ -11,9 +11,13 @@ the credential):
 2. ``POST /v1/attest/config`` with ``{"config_id": "session/service",
    "nonce": <hex>, "public_key": <hex X25519>, "evidence": <base64>}`` →
    200 ``{"sealed_config": <base64>}`` (see :mod:`cloister.cas._release`),
-   sealed to ``public_key``; or 403 with every reason in ``details``.
+   sealed to ``public_key``; or 403 with :data:`~cloister.cas._decide.REFUSAL` — one uniform answer
+   whatever the reason, so an anonymous caller learns neither whether the
+   session exists nor anything of its policy.  Only a caller whose evidence
+   was accepted hears which second factor (SCONE's OTP, access token) or
+   singleton lease it still lacks.
 
-Every decision is audited and counted; the audit names the reasons, never a
+Every decision is audited and counted; the audit names every reason, never a
 secret.
 """
 
@@ -31,6 +35,7 @@ from cloister.attest import NO_COLLATERAL, seal_to
 from cloister.cas._decide import decide, refusal
 from cloister.cas._http import Request, Response
 from cloister.cas._nonces import MemorySpent, NonceIssuer
+from cloister.cas._platforms import enrolled_for
 from cloister.cas._release import build_config, parse_config_id, resolve_service
 from cloister.cas._service_gates import admit, presented_token, split_otp
 from cloister.policy._model import Invalid
@@ -105,8 +110,7 @@ def post_config(ctx: AppContext, req: Request) -> Response:
     # consume first: a nonce is spent by any attempt, so a refused one cannot be replayed
     nonce_ok = _nonces(ctx).check(nonce)
     session_name, service_name = parse_config_id(config_id)
-    # an anonymous caller learns only that the id is unknown; the audit log keeps why
-    unknown = [f"config id {config_id} is not known to this CAS"]
+    unknown = ["config id is not known to this CAS"]
     try:
         session, materials = ctx.sessions.released_values(session_name)
     except errors.NotFound:
@@ -154,12 +158,15 @@ def post_config(ctx: AppContext, req: Request) -> Response:
         ephemeral_public_key=public_key,
         now=datetime.now(UTC),
         collateral=ctx.extensions.get(COLLATERAL_EXTENSION, NO_COLLATERAL),
+        enrolled_platforms=enrolled_for(ctx, session_name),
     )
     # second factors and singletons (SCONE): spent or taken only when all else passed
     factors, lease = admit(ctx, session, service, values, otp=otp,
                            token=presented_token(req), accepted=decision.accepted)
-    if not decision.accepted or factors:
+    if not decision.accepted:
         return _refuse(ctx, config_id, session_name, decision.reasons + factors)
+    if factors:  # the caller proved to be this service's workload: it may hear which gate
+        return _refuse(ctx, config_id, session_name, factors, attested=True)
     config = build_config(session, service, values)
     if lease is not None:
         config["lease"] = lease
@@ -174,6 +181,8 @@ def post_config(ctx: AppContext, req: Request) -> Response:
         service=service_name,
         measurement=claims.measurement if claims else None,
         platform=claims.platform_id if claims else None,
+        uid=claims.uid if claims else None,
+        gid=claims.gid if claims else None,
     )
     ctx.metrics.count_attestation("allow")
     return Response.json(200, {"sealed_config": base64.b64encode(sealed).decode("ascii")})
@@ -186,15 +195,18 @@ def _refuse(
     reasons: list[str],
     *,
     audit: list[str] | None = None,
+    attested: bool = False,
 ) -> Response:
-    """Audit (``audit``: the full story, default ``reasons``) and raise with ``reasons``."""
+    """Audit every reason (``audit`` adds the full story) and raise the uniform refusal —
+    or, to a caller whose evidence was accepted (``attested``), the second factors or
+    singleton lease it still lacks: those are its own service's policy."""
     ctx.audit.record(
         caller=None,
         action="attest",
         session=session,
         decision="deny",
-        reason="; ".join(audit or reasons),
+        reason="; ".join([*reasons, *(audit or [])]),
         config_id=config_id,
     )
     ctx.metrics.count_attestation("deny")
-    raise refusal(config_id, reasons)
+    raise refusal(config_id, reasons, attested=attested)

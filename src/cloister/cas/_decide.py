@@ -19,10 +19,12 @@
    ``security.attestation`` (a plug-in's extension key such as ``tpm_pcrs``)
    holds for the claims as that key's plug-in checks it, evidence that
    counts only against a reference value (``requires_pins``, e.g. a launch
-   measurement a CPU signs for any VM) has one set, the
-   platform id is in ``platforms`` if any are listed — and evidence whose key
-   only a pin vouches for (``requires_platform_pin``, e.g. TPM without an EK
-   chain) needs ``platforms`` listed,
+   measurement a CPU signs for any VM) has one set, the caller's uid and gid
+   equal the service's ``uid``/``gid`` when pinned, the platform id is in
+   ``platforms`` if any are listed — and evidence whose key only the CAS's
+   knowledge vouches for (``requires_platform_pin``: simulation, TPM without
+   an EK chain) comes from a listed or an enrolled platform
+   (:func:`cloister.attest.platform_reason`; in mode ``none`` too),
    and the fspf tag equals ``fspf_tag`` when both the policy and the evidence
    carry one (evidence without a tag is allowed: the attested runtime then
    verifies the protected tree against the released ``fspf_tag`` itself).
@@ -57,6 +59,7 @@ from cloister.attest import (
     VerifiedClaims,
     Verifier,
     evidence_type,
+    platform_reason,
 )
 from cloister.attest import _registry as registry
 
@@ -80,8 +83,23 @@ class Decision:
 
 
 
-def refusal(config_id: str, reasons: list[str]) -> errors.AttestationError:
-    """The error a refused attestation raises: one reason inline, several as details."""
+#: the one answer to every refused anonymous attestation (the audit log keeps the reasons)
+REFUSAL = "attestation refused"
+REFUSAL_DETAILS = ("the CAS's audit log names every reason; ask its operator",)
+
+
+def refusal(config_id: str, reasons: list[str], *,
+            attested: bool = False) -> errors.AttestationError:
+    """The error a refused attestation raises.
+
+    To an anonymous caller one uniform answer, whatever the reasons: it learns
+    neither whether the session exists nor anything of its policy.  To a caller
+    whose evidence was accepted (``attested``: it is this service's workload) the
+    reasons — the second factors or the singleton lease it lacks — one inline,
+    several as details.
+    """
+    if not attested:
+        return errors.AttestationError(REFUSAL, details=list(REFUSAL_DETAILS))
     if len(reasons) == 1:
         return errors.AttestationError(f"attestation of {config_id} refused: {reasons[0]}")
     return errors.AttestationError(
@@ -154,12 +172,14 @@ def decide(
     collateral: Collateral = NO_COLLATERAL,
     verifiers: Mapping[str, Verifier] | None = None,
     policy_keys: Mapping[str, PolicyKey] | None = None,
+    enrolled_platforms: frozenset[str] = frozenset(),
 ) -> Decision:
     """Decide whether ``evidence`` earns ``service``'s configuration (steps in the module doc).
 
     ``attestation`` is the session's ``security.attestation``; ``now`` and
     ``collateral`` go to the verifier (which reads neither clock nor disk);
-    ``verifiers`` and ``policy_keys`` default to the plug-in registry's.
+    ``verifiers`` and ``policy_keys`` default to the plug-in registry's;
+    ``enrolled_platforms`` are the platform ids the session's owner enrolled.
     Never raises on hostile input: malformed evidence is a reason like any other.
     """
     verifier_table = registry.verifiers() if verifiers is None else verifiers
@@ -185,18 +205,14 @@ def decide(
         # (4) identity: measurement, reference values, platform, fspf tag
         if not none_mode:
             reasons += _check_measurement(service, claims)
-            platforms = tuple(p.lower() for p in service.platforms)
             reasons += _check_references(attestation, claims, keys)
-            if claims.requires_platform_pin and not platforms:
-                reasons.append(
-                    f"{claims.evidence_type} evidence is trusted only for a platform the policy "
-                    f"pins: list the attestation key {claims.platform_id} under platforms of "
-                    f"service {service.name} after checking it (cloister las enroll prints it)"
-                )
-            if platforms and claims.platform_id not in platforms:
-                # the pins are not echoed: they may come from secrets ($$SCONE::…$$)
-                reasons.append(f"platform {claims.platform_id} not in the {len(platforms)} "
-                               f"platform(s) pinned by service {service.name}")
+            reasons += _check_ids(service, claims)
+        # a known quoting key holds in mode none too: without it the claims are anyone's
+        why = platform_reason(claims, service=service.name,
+                              pinned=frozenset(p.lower() for p in service.platforms),
+                              enrolled=enrolled_platforms)
+        if why is not None:
+            reasons.append(why)
         # evidence without a tag: the measured runtime verifies the tree against the
         # released fspf_tag itself before running any of it (as SCONE's runtime does)
         if (
@@ -241,6 +257,21 @@ def _authenticate(
         return result
     reasons.extend(result or [f"the {type_} verifier refused the evidence"])
     return None
+
+
+def _check_ids(service: Service, claims: VerifiedClaims) -> list[str]:
+    """The service's pinned ``uid``/``gid`` against the caller's, as the LAS saw them."""
+    reasons = []
+    for what, want, got in (("uid", service.uid, claims.uid), ("gid", service.gid, claims.gid)):
+        if want is None:
+            continue
+        if got is None:
+            reasons.append(f"service {service.name} pins {what} {want}, but "
+                           f"{claims.evidence_type} evidence carries no {what}")
+        elif got != want:
+            reasons.append(f"the caller runs as {what} {got}, service {service.name} "
+                           f"requires {what} {want}")
+    return reasons
 
 
 def _check_references(

@@ -73,7 +73,7 @@ def get_value(ctx: AppContext, req: Request) -> Response:
     secret = req.params["secret"]
     values = ctx.sessions.public_values(req.params["name"], secret)
     if secret not in values:
-        raise errors.NotPublic(f"session {req.params['name']!r} has no public secret {secret!r}")
+        raise errors.NotPublic(f"no public secret {secret!r} in that session")
     _audit_values(ctx, req, secret)
     return Response.json(200, {"name": secret, **values[secret]})
 

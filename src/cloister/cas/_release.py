@@ -88,6 +88,7 @@ def build_config(
     return {
         "version": CONFIG_VERSION,
         "volumes": volumes,
+        "debug_tracebacks": service.debug_tracebacks,
         "session": session.name,
         "service": service.name,
         "command": [render_text(arg, values, names) for arg in service.command],

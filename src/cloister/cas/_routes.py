@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from cloister.cas import _attestation as attestation
 from cloister.cas import _handlers as h
+from cloister.cas import _platforms as platforms
 from cloister.cas import _service_gates as service_gates
 from cloister.cas._http import Request, Response
 
@@ -88,6 +89,12 @@ OPERATION_ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/certificate", h.cas_certificate, PUBLIC),
 )
 
+#: enrolling the quoting keys whose evidence counts for the caller's sessions
+PLATFORM_ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/platforms", platforms.post_platform, CERT),
+    Route("GET", "/v1/platforms", platforms.get_platforms, CERT),
+)
+
 #: the attestation endpoints: the evidence is the credential, so no client certificate
 ATTESTATION_ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/attest/nonce", attestation.post_nonce, PUBLIC, rate="nonce"),
@@ -98,7 +105,7 @@ ATTESTATION_ROUTES: tuple[Route, ...] = (
 
 def route_table(extra: Sequence[Route] = ()) -> tuple[Route, ...]:
     """All routes, checked for duplicates (same method and pattern)."""
-    table = (*SESSION_ROUTES, *OPERATION_ROUTES, *ATTESTATION_ROUTES, *extra)
+    table = (*SESSION_ROUTES, *OPERATION_ROUTES, *PLATFORM_ROUTES, *ATTESTATION_ROUTES, *extra)
     seen: set[tuple[str, str]] = set()
     for route in table:
         key = (route.method, route.pattern)

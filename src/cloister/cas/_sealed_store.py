@@ -172,6 +172,26 @@ class SealedStore:
         blob = self.keyring.seal(value, meta_aad("sealed:" + key))
         self.backend.put_meta("sealed:" + key, blob, expected=old)
 
+    def update_sealed(self, key: str, change: Callable[[bytes | None], bytes],
+                      *, attempts: int = 8) -> bytes:
+        """Replace a sealed value by ``change(current)`` with compare-and-set, retried when
+        another writer (a replica) got there first; returns the value written.
+        :class:`errors.Conflict` after ``attempts`` lost races."""
+        name = "sealed:" + key
+        for _ in range(attempts):
+            self.keyring.refresh()
+            old = self.backend.get_meta(name)
+            current = None if old is None else self.keyring.open(old, meta_aad(name))
+            value = change(current)
+            try:
+                self.backend.put_meta(name, self.keyring.seal(value, meta_aad(name)),
+                                      expected=old)
+            except errors.Conflict:
+                continue
+            return value
+        raise errors.Conflict(f"sealed value {key!r} kept changing concurrently",
+                              details=["retry the request"])
+
     def head_counter(self) -> int:
         """The store's authenticated write counter (StoreError if it was forged)."""
         return self.keyring.verify_head(self.backend.get_meta(HEAD))

@@ -396,12 +396,20 @@ class SessionService:
         return sorted(names)
 
     def public_values(self, name: str, secret: str | None = None) -> dict[str, dict[str, str]]:
-        """``{secret: {"kind", "value"}}`` for ``export_public`` secrets: public parts only."""
-        session, values = self.released_values(name)
-        wanted = [s for s in session.secrets if s.export_public and (secret in (None, s.name))]
+        """``{secret: {"kind", "value"}}`` for ``export_public`` secrets: public parts only.
+
+        An unknown session answers as one without public secrets: an anonymous
+        caller learns nothing about which sessions exist.
+        """
+        try:
+            session, values = self.released_values(name)
+        except errors.NotFound:
+            session, values = None, {}
+        wanted = [s for s in session.secrets if s.export_public
+                  and (secret in (None, s.name))] if session is not None else []
         if secret is not None and not wanted:
-            raise errors.NotPublic(
-                f"session {name!r} has no public secret {secret!r}",
+            raise errors.NotPublic(  # the same answer whether or not the session exists
+                f"no public secret {secret!r} in that session",
                 details=["only secrets with export_public: true can be read without a client cert"],
             )
         out: dict[str, dict[str, str]] = {}

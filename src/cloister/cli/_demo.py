@@ -9,7 +9,7 @@ from types import FrameType
 
 from cloister import demo
 from cloister.cli._types import port
-from cloister.demo._layout import API_PORT, CAS_PORT, DEFAULT_DIR, LAS_PORT, REDIS_PORT
+from cloister.demo._layout import API_PORT, CAS_PORT, DEFAULT_DIR, REDIS_PORT
 
 
 def _say(text: str) -> None:
@@ -23,7 +23,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _up(args: argparse.Namespace) -> int:
     options = demo.DemoOptions(
         directory=Path(args.dir), app_dir=Path(args.app) if args.app else None,
-        cas_port=args.cas_port, las_port=args.las_port, redis_port=args.redis_port,
+        cas_port=args.cas_port, redis_port=args.redis_port,
         api_port=args.api_port, store=args.store,
     )
     # SIGTERM (e.g. from a supervisor) stops the demo as cleanly as Ctrl-C does
@@ -76,7 +76,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--dir", default=DEFAULT_DIR, help=f"demo directory (default {DEFAULT_DIR})")
     up.add_argument("--app", help="the service to seal (default examples/patients)")
     up.add_argument("--cas-port", type=port, default=CAS_PORT, help=f"default {CAS_PORT}")
-    up.add_argument("--las-port", type=port, default=LAS_PORT, help=f"default {LAS_PORT}")
     up.add_argument("--redis-port", type=port, default=REDIS_PORT, help=f"default {REDIS_PORT}")
     up.add_argument("--api-port", type=port, default=API_PORT, help=f"default {API_PORT}")
     up.add_argument("--store", default="sqlite", metavar="URL",

@@ -24,11 +24,19 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "cloister measure": ("cloister measure", "cloister measure redis-server"),
     "cloister las": ("cloister las serve --state /var/lib/cloister/las",),
-    "cloister las serve": ("cloister las serve --listen 127.0.0.1:18766",
+    "cloister las serve": ("cloister las serve --socket /run/cloister/las.sock",
+                           "cloister las serve --listen 127.0.0.1:18766   # simulation only",
                            "cloister las serve --evidence sev-snp "
                            "--quoter-option device=/dev/sev-guest"),
     "cloister las enroll": ("cloister las enroll --tpm device:/dev/tpmrm0 --show-pcrs",),
-    "cloister las platform-id": ("cloister las platform-id --las 127.0.0.1:18766",),
+    "cloister las platform-id": ("cloister las platform-id --las /run/cloister/las.sock",),
+    "cloister platform": ("cloister platform enroll --las /run/cloister/las.sock --cas cas:8081",),
+    "cloister platform enroll": (
+        "cloister platform enroll --las /run/cloister/las.sock --label node-1 --cas cas:8081 "
+        "--cas-cert cas-ca.pem",
+        "cloister platform enroll $(ssh node-1 cloister las platform-id) --label node-1",),
+    "cloister platform list": (
+        "cloister platform list -o json | jq -r '.platforms[].platform_id'",),
     "cloister cas": ("cloister cas serve --state /var/lib/cloister/cas",),
     "cloister cas serve": ("cloister cas serve --state ./cas-state --listen 0.0.0.0:8081",),
     "cloister cas show-certificate": (

@@ -15,13 +15,6 @@ from cloister.attest.simulation import load_or_create_platform_key
 from cloister.attest.tpm import _quoter as _tpm_quoter
 from cloister.cli._output import emit
 
-_REMOTE_HELP = (
-    "also listen on and answer non-loopback addresses. The LAS signs a quote for "
-    "whoever asks, with claims the caller chooses: anyone who can reach it can obtain "
-    "evidence for any measurement. Only for simulation set-ups where every host that "
-    "can reach it is trusted."
-)
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("las", help="the local attestation service (quoting agent)")
@@ -31,17 +24,24 @@ def register(subparsers: Any) -> None:
         "serve",
         help="serve quotes to local workloads",
         description=(
-            "Serve simulation quotes signed with this node's platform key (created 0600 in "
-            "the state directory on first start). Simulation evidence proves which code was "
-            "launched to someone who trusts the host, and nothing against a host "
-            "administrator."
+            "Serve quotes to local workloads on a Unix socket (default "
+            f"{attest.DEFAULT_SOCKET}, mode 0666, its directory created 0755): for each caller "
+            "the LAS asks the kernel who it is (SO_PEERCRED), measures what it runs "
+            "(/proc/PID/exe, libpython, the cloister runtime), refuses callers into which "
+            "foreign code can be loaded, and signs that with the caller's uid and gid using "
+            "this node's platform key (created 0600 in the state directory on first start) "
+            "or, with --tpm, a TPM quote. Run it as root to serve other users. Simulation "
+            "evidence proves what the LAS measured to someone who trusts the host, and "
+            "nothing against a host administrator."
         ),
     )
     serve.add_argument("--state", type=Path, default=None, metavar="DIR",
                        help="state directory (default: $CLOISTER_LAS_STATE or ~/.cloister/las)")
-    serve.add_argument("--listen", default=attest.DEFAULT_LISTEN, metavar="HOST:PORT",
-                       help=f"address to listen on (default: {attest.DEFAULT_LISTEN})")
-    serve.add_argument("--allow-remote", action="store_true", help=_REMOTE_HELP)
+    serve.add_argument("--socket", default=None, metavar="PATH", dest="socket_path",
+                       help=f"Unix socket to serve on (default: {attest.DEFAULT_SOCKET})")
+    serve.add_argument("--listen", default=None, metavar="HOST:PORT",
+                       help="serve loopback TCP instead (e.g. 127.0.0.1:18766; simulation only: "
+                            "callers are found through /proc/net/tcp)")
     _tpm_arguments(serve)
     serve.add_argument(
         "--evidence", default=None, metavar="TYPE",
@@ -73,8 +73,8 @@ def register(subparsers: Any) -> None:
         "platform-id", help="print the platform id of a running LAS (for a policy's platforms:)"
     )
     show.add_argument("--las", default=None, metavar="ADDR",
-                      help="LAS address (default: $CLOISTER_LAS_ADDR, $SCONE_LAS_ADDR, "
-                           "127.0.0.1:18766)")
+                      help="LAS address: a socket path or HOST:PORT (default: "
+                           "$CLOISTER_LAS_ADDR, $SCONE_LAS_ADDR, /run/cloister/las.sock)")
     show.set_defaults(func=_platform_id)
 
 
@@ -95,11 +95,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def _serve(args: argparse.Namespace) -> int:
     state = args.state if args.state is not None else _las.default_state_dir()
     evidence, options = _quoter_choice(args)
-    server = attest.make_server(state, args.listen, allow_remote=args.allow_remote,
+    server = attest.make_server(state, args.listen, socket_path=args.socket_path,
                                 evidence=evidence, options=options)
     signal.signal(signal.SIGTERM, _stop)
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    print(f"cloister las: listening on {host}:{port}, {server.evidence_type} evidence, "
+    print(f"cloister las: serving on {server.where}, {server.evidence_type} evidence, "
           f"platform id {server.platform_id}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()

@@ -16,7 +16,7 @@ from cloister.cli._output import add_common_options
 #: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
 COMMAND_MODULES: tuple[str, ...] = (
     "_session", "_measure", "_las", "_cas", "_fspf", "_run", "_values", "_demo", "_transform",
-    "_attest",
+    "_attest", "_platform",
     "_completion",
 )
 
@@ -26,6 +26,7 @@ COMMAND_OWNERS: dict[str, str] = {
     "session": "_session", "measure": "_measure", "las": "_las", "cas": "_cas",
     "fspf": "_fspf", "seal": "_fspf", "run": "_run", "values": "_values", "demo": "_demo",
     "transform": "_transform", "attest": "_attest", "completion": "_completion",
+    "platform": "_platform",
 }
 
 

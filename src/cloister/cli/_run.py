@@ -6,6 +6,7 @@ import argparse
 import os
 
 from cloister import runtime
+from cloister.runtime import _isolation as isolation
 
 #: the flag -> the variable it overrides (flags win over the environment)
 _FLAG_VARIABLES = (("cas", "CLOISTER_CAS_ADDR"), ("cas_cert", "CLOISTER_CAS_CERT"),
@@ -14,6 +15,11 @@ _FLAG_VARIABLES = (("cas", "CLOISTER_CAS_ADDR"), ("cas_cert", "CLOISTER_CAS_CERT
 
 def _run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    flags = [f"--{flag.replace('_', '-')}={value}"
+             for flag, _ in _FLAG_VARIABLES if (value := getattr(args, flag))]
+    # the LAS quotes only for `python -I -m cloister.cli run`: become that process first
+    isolation.reexec_isolated([*(["--verbose"] if args.verbose else []), "run", *flags,
+                               "--", *command])
     env = dict(os.environ)
     for flag, variable in _FLAG_VARIABLES:
         value = getattr(args, flag)
@@ -31,8 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "CLOISTER_CONFIG_ID=session/service (or SCONE_CONFIG_ID). Without COMMAND, or "
             "with a Python interpreter, the policy's Python program runs inside this process; "
             "with a native program, it is measured, then exec'd with the policy's arguments. "
+            "It restarts itself as `python -I -m cloister.cli run` (isolated) and is not "
+            "dumpable; PYTHON*, LD_PRELOAD, LD_AUDIT and LD_LIBRARY_PATH make the LAS refuse. "
             "Environment: CLOISTER_CAS_ADDR (or SCONE_CAS_ADDR; default cas), "
-            "CLOISTER_LAS_ADDR (or SCONE_LAS_ADDR; default 127.0.0.1:18766), "
+            "CLOISTER_LAS_ADDR (or SCONE_LAS_ADDR; a socket path or HOST:PORT; default "
+            "/run/cloister/las.sock), "
             "CLOISTER_CAS_CERT (the pinned CAS certificate, required), "
             "CLOISTER_RETRY_SECONDS (how long to wait for an unreachable CAS/LAS; default 30)."
         ),

@@ -10,6 +10,7 @@ appear in an error message.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,11 @@ class DemoCAS:
     def post_session(self, text: str) -> str:
         """Create or update (``text`` carries the predecessor); the new hash (201 or 200)."""
         return self.client.create_session(text).hash
+
+    def enroll_platform(self, platform_id: str, label: str) -> None:
+        """Vouch for a LAS platform for the sessions of this identity (``POST /v1/platforms``)."""
+        body = json.dumps({"platform_id": platform_id, "label": label}).encode()
+        self.client.request_json("POST", "/v1/platforms", body)
 
     def public_value(self, session: str, secret: str) -> str:
         values = self.client.public_values(session)

@@ -17,7 +17,7 @@ from pathlib import Path
 import cloister
 
 DEFAULT_DIR = ".demo"
-CAS_PORT, LAS_PORT, REDIS_PORT, API_PORT = 8081, 18766, 6379, 4996
+CAS_PORT, REDIS_PORT, API_PORT = 8081, 6379, 4996
 #: the order in which ``down`` stops processes: clients before the services they use
 STOP_ORDER = ("api", "redis", "las", "cas")
 
@@ -27,7 +27,6 @@ class DemoOptions:
     directory: Path = Path(DEFAULT_DIR)
     app_dir: Path | None = None
     cas_port: int = CAS_PORT
-    las_port: int = LAS_PORT
     redis_port: int = REDIS_PORT
     api_port: int = API_PORT
     #: the CAS store: ``sqlite`` (in the demo directory) or ``postgresql://…``
@@ -43,6 +42,8 @@ class Layout:
         self.root = root
         self.cas = root / "cas"
         self.las = root / "las"
+        #: the demo's LAS serves here (a socket of this demo only)
+        self.las_socket = root / "las.sock"
         self.identity = root / "identity"
         self.fspf = root / "fspf"
         self.fspf_source = root / "fspf.source-sha256"

@@ -52,7 +52,7 @@ def check_ports(ports: Mapping[str, tuple[str, int]]) -> None:
         raise errors.ConfigError(
             "port in use: " + ", ".join(busy),
             details=["stop what listens there (ss -ltnp shows it), or choose other ports "
-                     "with --cas-port/--las-port/--redis-port/--api-port"],
+                     "with --cas-port/--redis-port/--api-port"],
         )
 
 
@@ -74,6 +74,16 @@ def check_volume_tools() -> None:
             "gocryptfs or /dev/fuse is missing (Redis's data is kept in an encrypted volume)",
             details=["install them: sudo apt-get install gocryptfs fuse3"],
         )
+
+
+def unix_open(path: Path) -> bool:
+    """True when something accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def tcp_open(port: int) -> bool:

@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -96,10 +97,9 @@ class _Stepper:
 
 def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Stepper) -> Running:
     o = options
-    step(f"checking ports (CAS {o.cas_port}, LAS {o.las_port}, Redis {o.redis_port}, "
-         f"API {o.api_port})")
+    step(f"checking ports (CAS {o.cas_port}, Redis {o.redis_port}, API {o.api_port})")
     anywhere = "0.0.0.0"  # noqa: S104 - Redis and the API listen on every interface
-    svc.check_ports({"CAS": ("127.0.0.1", o.cas_port), "LAS": ("127.0.0.1", o.las_port),
+    svc.check_ports({"CAS": ("127.0.0.1", o.cas_port),
                      "Redis": (anywhere, o.redis_port), "API": (anywhere, o.api_port)})
     step("checking redis-server, gocryptfs and FUSE")
     redis_server = svc.check_redis_server()
@@ -135,11 +135,7 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
     svc.wait_until(table, cas, "the CAS", cas_ready, o.ready_seconds)
     client = client_holder[0]
 
-    step(f"starting the LAS (quoting agent, simulation evidence) on 127.0.0.1:{o.las_port}")
-    las = table.start("las", svc.cloister_argv(
-        "las", "serve", "--state", str(layout.las), "--listen", f"127.0.0.1:{o.las_port}"),
-        svc.child_env({}), layout.logs / "las.log")
-    svc.wait_until(table, las, "the LAS", lambda: svc.tcp_open(o.las_port), o.ready_seconds)
+    uid, gid = _start_las(o, layout, table, step, client)
 
     flask_name, redis_name = layout.session_names()
     step(f"sealing {app_dir} (encrypted) into {layout.fspf}")
@@ -152,6 +148,7 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
         "API_DIR": str(layout.fspf), "API_PORT": str(o.api_port),
         "REDIS_PORT": str(o.redis_port), "REDIS_TLS_DIR": str(layout.redis_tls),
         "REDIS_DATA_DIR": str(layout.redis_data),
+        "SERVICE_UID": str(uid), "SERVICE_GID": str(gid),
         "SCONE_FSPF_PATH": seal[0], "SCONE_FSPF_KEY": seal[1], "SCONE_FSPF_TAG": seal[2],
     }
     step(f"storing sessions {redis_name} and {flask_name} in the CAS")
@@ -160,7 +157,7 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
         step.say(f"        session {name}: {_store(client, name, text)}")
 
     base = {"CLOISTER_CAS_ADDR": f"127.0.0.1:{o.cas_port}",
-            "CLOISTER_LAS_ADDR": f"127.0.0.1:{o.las_port}",
+            "CLOISTER_LAS_ADDR": str(layout.las_socket),
             "CLOISTER_CAS_CERT": str(layout.cas_cert)}
     step(f"starting Redis under cloister run (TLS only, port {o.redis_port})")
     shutil.rmtree(layout.redis_tls, ignore_errors=True)
@@ -185,6 +182,30 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
     _write_env(layout, options, flask_name, redis_name)
     layout.cacert.write_text(api_ca)
     return Running(layout, flask_name, redis_name, options)
+
+
+def _start_las(o: DemoOptions, layout: Layout, table: ProcessTable, step: _Stepper,
+               client: DemoCAS) -> tuple[int, int]:
+    """Start the LAS, enrol it for the demo's sessions; the uid and gid they pin."""
+    step(f"starting the LAS (quoting agent, simulation evidence) on {layout.las_socket}")
+    las = table.start("las", svc.cloister_argv(
+        "las", "serve", "--state", str(layout.las), "--socket", str(layout.las_socket)),
+        svc.child_env({}), layout.logs / "las.log")
+    svc.wait_until(table, las, "the LAS", lambda: svc.unix_open(layout.las_socket),
+                   o.ready_seconds)
+    # simulation evidence counts only from a quoting key the CAS knows: the demo's
+    # identity (which creates its sessions) vouches for the LAS it just started
+    client.enroll_platform(_platform_id(layout), "cloister demo LAS")
+    uid, gid = os.getuid(), os.getgid()
+    step.say(f"        the sessions pin uid {uid} and gid {gid} (this user runs both services; "
+             "compose and Helm run each under its own uid)")
+    return uid, gid
+
+
+def _platform_id(layout: Layout) -> str:
+    from cloister.attest import LasClient  # noqa: PLC0415 - only once per up
+
+    return LasClient(str(layout.las_socket)).platform()["platform_id"]
 
 
 def _seal(app_dir: Path, layout: Layout, client: DemoCAS, flask_name: str,
@@ -227,7 +248,7 @@ def _write_env(layout: Layout, o: DemoOptions, flask_name: str, redis_name: str)
         "export SCONE_CAS_ADDR=127.0.0.1",
         f"export CLOISTER_CAS_ADDR=127.0.0.1:{o.cas_port}",
         f"export CLOISTER_CAS_CERT={layout.cas_cert}",
-        f"export CLOISTER_LAS_ADDR=127.0.0.1:{o.las_port}",
+        f"export CLOISTER_LAS_ADDR={layout.las_socket}",
         f"export URL=https://api:{o.api_port}",
     ]
     layout.myenv.write_text("\n".join(lines) + "\n")

@@ -9,7 +9,10 @@ Invariants:
   the tree (no temporary copy), extension modules are loaded from a memfd;
 - a module name that resolves to a host file in a protected region that the
   manifest does not list is refused with an IntegrityError instead of being
-  left to the ordinary path finder.
+  left to the ordinary path finder;
+- tracebacks and warnings of sealed code show file and line, never its
+  decrypted source (stderr often ends in log files), unless the tree is
+  installed with ``show_source=True`` (a policy's ``debug_tracebacks``).
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ _ORIGINAL_UPDATECACHE = linecache.updatecache
 class TreeFinder(importlib.abc.MetaPathFinder):
     """Meta-path finder for modules whose files lie in ``tree`` below ``root``."""
 
-    def __init__(self, tree: ProtectedTree, root: str) -> None:
+    def __init__(self, tree: ProtectedTree, root: str, *, show_source: bool = False) -> None:
         self.tree = tree
         self.root = os.path.abspath(root)
+        self.show_source = show_source
 
     def view(self, logical: str) -> str:
         return os.path.normpath(self.root + logical) if self.root != "/" else logical
@@ -279,6 +283,9 @@ def _updatecache(filename: str, module_globals: Any = None) -> list[str]:
         for finder in _FINDERS:
             logical = finder.logical(filename)
             if logical is not None and finder.tree.has_file(logical):
+                if not finder.show_source:  # file and line only: no plaintext in stderr
+                    linecache.cache[filename] = (0, None, [], filename)
+                    return []
                 text = importlib.util.decode_source(finder.tree.read(logical))
                 lines = text.splitlines(keepends=True)
                 if lines and not lines[-1].endswith("\n"):
@@ -288,10 +295,12 @@ def _updatecache(filename: str, module_globals: Any = None) -> list[str]:
     return _ORIGINAL_UPDATECACHE(filename, module_globals)
 
 
-def install_importer(tree: ProtectedTree, sealed_root: str | None = None) -> TreeFinder:
-    """Serve imports from ``tree`` seen below ``sealed_root`` (default: ``tree.default_root``)."""
+def install_importer(tree: ProtectedTree, sealed_root: str | None = None, *,
+                     show_source: bool = False) -> TreeFinder:
+    """Serve imports from ``tree`` seen below ``sealed_root`` (default: ``tree.default_root``);
+    ``show_source`` puts its decrypted lines into tracebacks (debugging only)."""
     sys.dont_write_bytecode = True
-    finder = TreeFinder(tree, sealed_root or tree.default_root)
+    finder = TreeFinder(tree, sealed_root or tree.default_root, show_source=show_source)
     sys.meta_path.insert(0, finder)
     _FINDERS.append(finder)
     linecache.updatecache = _updatecache
@@ -327,6 +336,7 @@ def run_main(
     *,
     module: bool = False,
     sealed_root: str | None = None,
+    show_source: bool = False,
 ) -> None:
     """Run a sealed script (by its path) or ``-m`` module (``module=True``) as ``__main__``.
 
@@ -336,10 +346,9 @@ def run_main(
     """
     finder = next((f for f in _FINDERS if f.tree is tree), None)
     if finder is None:
-        finder = install_importer(tree, sealed_root)
+        finder = install_importer(tree, sealed_root, show_source=show_source)
     if module:
         sys.argv = [path_or_module, *argv]
-        sys.path.insert(0, os.getcwd())
         _require_sealed_module(finder, path_or_module)
         runpy.run_module(path_or_module, run_name="__main__", alter_sys=True)
         return

@@ -131,9 +131,18 @@ class Service:
     #: a TOTP second factor for this service (overrides the one of security.attestation)
     one_time_password_shared_secret: str | None = field(default=None, repr=False)
     fspf_update_policy: str | None = None
+    #: cloister extension: the uid/gid the workload must run as (the LAS's view of it)
+    uid: int | None = None
+    gid: int | None = None
+    #: cloister extension (debug only): tracebacks of sealed code show its source lines
+    debug_tracebacks: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name, "service")
+        for key, value in (("uid", self.uid), ("gid", self.gid)):
+            if value is not None and not 0 <= value <= 2**32 - 2:
+                raise Invalid(key, f"service {self.name!r}: {key} {value} is not a user or "
+                              "group id (0 to 4294967294)")
         if self.one_time_password_shared_secret is not None:
             check_otp_secret(self.one_time_password_shared_secret)
         if (

@@ -34,6 +34,11 @@ SERVICE_KEYS = (
     "platforms",
     "one_time_password_shared_secret",
     "fspf_update_policy",
+    # cloister extensions: who runs the service (checked against the LAS's view of the
+    # caller), and the debug switch that shows sealed source lines in tracebacks
+    "uid",
+    "gid",
+    "debug_tracebacks",
 )
 IMAGE_KEYS = ("name", "injection_files", "volumes")
 INJECTION_KEYS = ("path", "content", "permission")
@@ -123,6 +128,10 @@ def _service(r: Reader, node: Node) -> Service | None:
         else r.strings(given_platforms, f"{where}.platforms", coerce=True)
     )
     otp = _opt_str(r, fields, "one_time_password_shared_secret", where)
+    ids = {key: r.integer(n, f"{where}.{key}") if (n := present(get(fields, key))) else None
+           for key in ("uid", "gid")}
+    debug_node = present(get(fields, "debug_tracebacks"))
+    debug = bool(r.boolean(debug_node, f"{where}.debug_tracebacks")) if debug_node else False
     if name is None:
         return None
     return r.build(
@@ -139,6 +148,9 @@ def _service(r: Reader, node: Node) -> Service | None:
             platforms=tuple(p.lower() if not p.startswith("$$") else p for p in platforms),
             one_time_password_shared_secret=otp,
             fspf_update_policy=_opt_str(r, fields, "fspf_update_policy", where),
+            uid=ids["uid"],
+            gid=ids["gid"],
+            debug_tracebacks=debug,
         ),
         fields,
         node.mark,

@@ -14,15 +14,16 @@ import os
 import resource
 from collections.abc import Mapping, Sequence
 
-from cloister import errors, fspf
+from cloister import errors
 from cloister._address import parse_host_port
 from cloister._python import is_python_name
-from cloister.attest import measure
 from cloister.runtime import _lease as _lease_keeper
 from cloister.runtime._attest import Timings, fetch_config
 from cloister.runtime._config import LaunchConfig
+from cloister.runtime._isolation import set_dumpable
 from cloister.runtime._native import exec_native, resolve
 from cloister.runtime._python import open_tree, run_python
+from cloister.runtime._rundir import remove_stale
 from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings
 from cloister.runtime._volumes import mount_volumes
 
@@ -39,16 +40,14 @@ def is_python_command(program: str) -> bool:
 def attest_and_fetch(
     settings: RunSettings, command: Sequence[str], host_env: Mapping[str, str]
 ) -> tuple[LaunchConfig, str | None, Timings]:
-    """Measure what ``command`` starts, attest, and return the released configuration.
+    """Attest for what ``command`` starts (the LAS measures it), return the configuration.
 
     Returns the configuration (host ``@@`` values applied), the native
     executable's resolved path (None for Python), and the step timings.
     """
     program = command[0] if command else None
     native = None if program is None or is_python_command(program) else resolve(program)
-    measurement = measure(native)
-    tag = fspf.tag(settings.fspf_path) if settings.fspf_path else None
-    config, timings = fetch_config(settings, measurement, tag)
+    config, timings = fetch_config(settings, native)
     config = config.with_host_values(command[1:], host_env)
     _check_kind(config, native)
     return config, native, timings
@@ -78,6 +77,9 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
     settings = settings or RunSettings.from_env()
     # a core file would put the released secrets on disk; the limit holds across exec
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # no ptrace, no /proc/PID/mem for this user's other processes, before the CAS is asked
+    set_dumpable(False)
+    remove_stale()  # injected files a kill -9 of an earlier run left on /dev/shm
     host_env = dict(os.environ)
     config, native, timings = attest_and_fetch(settings, command, host_env)
     _log.debug(

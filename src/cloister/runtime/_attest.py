@@ -1,8 +1,11 @@
 """The runtime's side of attestation: nonce → quote → evidence → sealed configuration.
 
 1. ask the CAS for a fresh nonce;
-2. create an ephemeral X25519 key (memory only) and ask the LAS to quote
-   ``{measurement, fspf tag, SHA256(nonce ‖ public key)}``;
+2. create an ephemeral X25519 key (memory only) and ask the LAS to quote this
+   process with report data ``SHA256(nonce ‖ public key)``: the LAS measures
+   the process itself (its interpreter, libpython, the cloister runtime
+   here, the native program it will exec, the protection file), and signs
+   that with the process's uid and gid;
 3. send the evidence with the configuration id; the CAS answers with the
    configuration sealed to the ephemeral key, or with every reason it refused.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +32,12 @@ from cloister.attest import (
     public_key_bytes_of,
     report_data,
 )
+from cloister.attest._caller import CallerNotMeasurable
+from cloister.attest._las_client import LasRefused
+from cloister.attest._measure import runtime_dir
 from cloister.client._transport import post_json
 from cloister.runtime._config import LaunchConfig
+from cloister.runtime._isolation import dumpable_for_measurement
 from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings
 
 _log = logging.getLogger(__name__)
@@ -79,14 +87,33 @@ def _retrying(what: str, call: Callable[[], T], budget: float, *,
             delay = min(delay * 2, 5.0)
 
 
+def _quote(las: LasClient, data: bytes, program: str | None, fspf_path: str | None,
+           budget: float) -> bytes:
+    def ask() -> bytes:
+        answer = las.quote(data, runtime=str(runtime_dir()), program=program,
+                           fspf_path=fspf_path)
+        evidence: bytes = answer["evidence"]
+        return evidence
+
+    try:
+        return _retrying("LAS", ask, budget)
+    except LasRefused as err:
+        if err.las_code != CallerNotMeasurable.code:
+            raise
+    with dumpable_for_measurement():  # a LAS of this user: let it read /proc/self
+        return ask()
+
+
 def fetch_config(
-    settings: RunSettings, measurement: str, fspf_tag: str | None
+    settings: RunSettings, program: str | None
 ) -> tuple[LaunchConfig, Timings]:
+    """Attest this process (which will exec ``program``, or run Python when None)."""
     where = parse_host_port(settings.cas_addr, default_port=DEFAULT_CAS_PORT,
                             what="CAS address", example="CLOISTER_CAS_ADDR=cas:8081")
     host, port = where.host, where.port
     pin = settings.cas_cert_pem
     budget = settings.retry_seconds
+    fspf_path = os.path.abspath(settings.fspf_path) if settings.fspf_path else None
 
     def attempt() -> tuple[Any, Any, float, float, float]:
         # a whole attempt is retried, so a retry never re-sends a spent nonce
@@ -98,10 +125,7 @@ def fetch_config(
         key = generate_ephemeral_key()
         public_key = public_key_bytes_of(key)
         las = LasClient(settings.las_addr)
-        evidence = _retrying(
-            "LAS", lambda: las.quote(measurement, fspf_tag, report_data(nonce, public_key)),
-            budget,
-        )
+        evidence = _quote(las, report_data(nonce, public_key), program, fspf_path, budget)
         quoted = time.perf_counter()
         request = {
             "config_id": settings.config_id,

@@ -46,6 +46,8 @@ class LaunchConfig:
     volumes: tuple[VolumeMount, ...] = ()
     #: a singleton service's lease: (id, lifetime in seconds)
     lease: tuple[str, float] | None = None
+    #: the policy's debug switch: tracebacks of sealed code show its source lines
+    debug_tracebacks: bool = False
 
     def __repr__(self) -> str:
         return f"LaunchConfig({self.session}/{self.service})"
@@ -73,6 +75,7 @@ class LaunchConfig:
                     for v in map(_dict, _list(raw.get("volumes", [])))
                 ),
                 lease=_lease(raw.get("lease")),
+                debug_tracebacks=raw.get("debug_tracebacks", False) is True,
             )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             raise errors.LaunchError(

@@ -1,8 +1,14 @@
 """Launch a native program: injected files on a memory-backed filesystem, then exec.
 
 A native program opens its files through the kernel, so they must exist in
-a filesystem; cloister only writes them where that filesystem is ``tmpfs``
-or ``ramfs`` and refuses any other before writing a byte.
+a filesystem.  They go to a directory made for this run
+(:mod:`._rundir`: unpredictable name, 0700, on ``/dev/shm``), where the
+policy's paths are placed and rewritten in the program's arguments and
+environment.  ``cloister run`` then stays as the program's parent: it
+forwards signals, waits, and removes the directory when the program exits;
+the program is killed if ``cloister run`` dies (``PR_SET_PDEATHSIG``), and
+the next start removes what a ``kill -9`` left.  A program without injected
+files is exec'd directly.
 
 How a file is written, so that neither a symbolic link nor another local user
 can redirect or read it: the path is walked from ``/`` one directory at a
@@ -18,11 +24,18 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cloister import errors
 from cloister.runtime._config import InjectedFile, LaunchConfig
+from cloister.runtime._isolation import die_with_parent
+from cloister.runtime._rundir import Relocation, RunDir
+
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+              signal.SIGUSR1, signal.SIGUSR2)
 
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
@@ -179,20 +192,75 @@ def write_files(files: Sequence[InjectedFile], mountinfo: str | None = None) -> 
 
 
 def exec_native(config: LaunchConfig, program: str) -> None:
-    """Write the injected files and replace this process with the program (never returns)."""
+    """Launch the program (module docstring); never returns: exits with its status."""
     if not config.command:
         raise errors.LaunchError(
             f"session {config.session} gives service {config.service} no command to run"
         )
-    # by path first, so a refused file creates no directory on disk; then by descriptor
-    # while writing, which no link or rename between the two steps can fool
-    check_memory_backed(config.files)
-    write_files(config.files)
-    config.enter_pwd()
+    if not config.files:
+        config.enter_pwd()
+        _exec(program, config)
+    run_dir = RunDir.create()
+    try:
+        placed = _relocate(config, Relocation(run_dir.path, [f.path for f in config.files]))
+        # by path first, so a refused file creates no directory on disk; then by descriptor
+        # while writing, which no link or rename between the two steps can fool
+        check_memory_backed(placed.files)
+        write_files(placed.files)
+        placed.enter_pwd()
+        status = _supervise(program, placed)
+    finally:
+        run_dir.remove()
+    os._exit(status)
+
+
+def _relocate(config: LaunchConfig, moved: Relocation) -> LaunchConfig:
+    return replace(
+        config,
+        command=tuple(moved.text(a) for a in config.command),
+        environment={k: moved.text(v) for k, v in config.environment.items()},
+        pwd=None if config.pwd is None else moved.text(config.pwd),
+        files=tuple(InjectedFile(moved.path(f.path), f.mode, moved.data(f.content))
+                    for f in config.files),
+    )
+
+
+def _exec(program: str, config: LaunchConfig) -> None:
     try:
         os.execve(program, list(config.command), dict(config.environment))  # noqa: S606
     except OSError as err:
         raise errors.LaunchError(f"cannot execute {program}: {err.strerror}") from None
+
+
+def _supervise(program: str, config: LaunchConfig) -> int:
+    """Fork, exec the program in the child, forward signals; the child's exit status."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the runtime
+        try:
+            die_with_parent(signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            for sig in _FORWARDED:
+                signal.signal(sig, signal.SIG_DFL)
+            _exec(program, config)
+        except BaseException as err:
+            message = err.message if isinstance(err, errors.Error) else type(err).__name__
+            os.write(2, f"cloister: error: {message}\n".encode())
+        os._exit(6)
+    for sig in _FORWARDED:
+        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return 1
+        except InterruptedError:
+            continue
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
 
 
 def resolve(program: str) -> str:

@@ -76,7 +76,7 @@ def run_python(config: LaunchConfig, tree: ProtectedTree | None) -> int:
     config.enter_pwd()
     sys.dont_write_bytecode = True  # decrypted code must not reach __pycache__
     overlay.install()
-    return _run(target, tree)
+    return _run(target, tree, config.debug_tracebacks)
 
 
 def _check_target(target: PythonTarget, tree: ProtectedTree | None) -> None:
@@ -92,15 +92,15 @@ def _check_target(target: PythonTarget, tree: ProtectedTree | None) -> None:
         )
 
 
-def _run(target: PythonTarget, tree: ProtectedTree | None) -> int:
+def _run(target: PythonTarget, tree: ProtectedTree | None, show_source: bool = False) -> int:
     """Run the program like ``python3`` would: its exit status, its own traceback."""
     _check_target(target, tree)
     try:
         if tree is not None:
-            run_main(tree, target.target, target.args, module=target.module)
+            run_main(tree, target.target, target.args, module=target.module,
+                     show_source=show_source)
         elif target.module:
-            sys.argv = [target.target, *target.args]
-            sys.path.insert(0, os.getcwd())
+            sys.argv = [target.target, *target.args]  # as `python -I -m`: no cwd on sys.path
             runpy.run_module(target.target, run_name="__main__", alter_sys=True)
         else:
             sys.argv = [target.target, *target.args]

@@ -16,7 +16,7 @@ from cloister import errors
 
 DEFAULT_CAS = "cas"
 DEFAULT_CAS_PORT = 8081
-DEFAULT_LAS = "127.0.0.1:18766"
+DEFAULT_LAS = "/run/cloister/las.sock"
 #: how long to keep retrying an unreachable CAS or LAS before giving up
 DEFAULT_RETRY_SECONDS = 30.0
 

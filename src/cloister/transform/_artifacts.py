@@ -56,11 +56,12 @@ def compose_service(name: str, image: str, port: int, injections: Sequence[Injec
         "security_opt": ["no-new-privileges:true"],
         "environment": {
             "CLOISTER_CAS_ADDR": "cas:8081",
-            "CLOISTER_LAS_ADDR": "las:18766",
+            "CLOISTER_LAS_ADDR": "/run/cloister/las.sock",
             "CLOISTER_CAS_CERT": "/var/lib/cloister/public/cas-ca.pem",
             "CLOISTER_CONFIG_ID": f"{name}/{name}",
         },
-        "volumes": ["cas-public:/var/lib/cloister/public:ro"],
+        "volumes": ["cas-public:/var/lib/cloister/public:ro", "las-socket:/run/cloister"],
+        "pid": "service:las",  # the LAS measures its callers through /proc
         # injected files are in the program's memory; tmpfs keeps any fallback off disk
         "tmpfs": [*(f"{d}:mode=0700,uid=10001,gid=10001" for d in memory_dirs(injections)),
                   "/tmp:mode=1777"],  # noqa: S108 — a container's own tmpfs

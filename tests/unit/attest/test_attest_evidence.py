@@ -30,7 +30,8 @@ RD = hashlib.sha256(b"nonce" + b"k" * 32).digest()
 
 def _evidence_bytes(key: Ed25519PrivateKey, **overrides: object) -> bytes:
     fields: dict[str, object] = {
-        "measurement": MEASUREMENT, "fspf_tag": TAG, "report_data_hex": RD.hex()
+        "measurement": MEASUREMENT, "fspf_tag": TAG, "report_data_hex": RD.hex(),
+        "uid": 1000, "gid": 1000,
     }
     fields.update(overrides)
     return simulation.sign_simulation(key, **fields)  # type: ignore[arg-type]

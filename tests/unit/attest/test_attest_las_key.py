@@ -39,10 +39,10 @@ def test_non_key_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "8.8.8.8:0"])
-def test_non_loopback_listen_needs_allow_remote(tmp_path: Path, listen: str) -> None:
+def test_non_loopback_listen_is_refused(tmp_path: Path, listen: str) -> None:
     with pytest.raises(errors.ConfigError, match="non-loopback") as err:
         _las.make_server(tmp_path, listen)
-    assert "--allow-remote" in err.value.details[0]
+    assert "its Unix socket only" in err.value.details[0]
     assert not (tmp_path / simulation.KEY_FILE).exists()  # refused before creating anything
 
 

@@ -39,10 +39,10 @@ def _decide(policy: str = POLICY, *, debug: bool = False, bind_other: bool = Fal
     key = public_key_bytes_of(generate_ephemeral_key())
     bound = public_key_bytes_of(generate_ephemeral_key()) if bind_other else key
     rd = report_data(nonce, bound)
-    report = SIGNER.report(rd + fmt.runtime_binding(M, None), measurement=launch,
+    report = SIGNER.report(rd + fmt.runtime_binding(M, None, 0, 0), measurement=launch,
                            policy=0x30000 | (fmt.POLICY_DEBUG if debug else 0))
     claims = {"type": "sev-snp", "measurement": M, "fspf_tag": None, "report_data": rd.hex(),
-              "platform_id": "00" * 32}
+              "platform_id": "00" * 32, "uid": 0, "gid": 0}
     evidence = fmt.build_evidence(claims, report, fmt.build_cert_table({"vcek": SIGNER.vcek_der()}))
     return decide(service=session.services[0], attestation=session.security.attestation,
                   evidence=evidence, nonce=nonce, nonce_ok=True, ephemeral_public_key=key,

@@ -217,12 +217,12 @@ def test_invalid_policy_values_are_refused(key: str, value: Any, message: str) -
 def test_envelope_binds_the_runtime_claims() -> None:
     signer = SnpSigner()
     rd, measurement, tag = "11" * 32, "ab" * 32, "12" * 16
-    report = signer.report(bytes.fromhex(rd) + fmt.runtime_binding(measurement, tag))
+    report = signer.report(bytes.fromhex(rd) + fmt.runtime_binding(measurement, tag, 1000, 1001))
     table = fmt.build_cert_table({"vcek": signer.vcek_der()})
 
     def envelope(claimed_measurement: str) -> bytes:
         claims = {"type": "sev-snp", "measurement": claimed_measurement, "fspf_tag": tag,
-                  "report_data": rd, "platform_id": "00" * 32}
+                  "report_data": rd, "platform_id": "00" * 32, "uid": 1000, "gid": 1001}
         return fmt.build_evidence(claims, report, table)
 
     claims = _verify(envelope(measurement), signer.collateral(), AT)
@@ -231,9 +231,10 @@ def test_envelope_binds_the_runtime_claims() -> None:
         measurement, tag, rd)
     assert claims.platform_id == _evidence.platform_id(
         _evidence.spki_der(signer.vcek_key.public_key()))
+    assert (claims.uid, claims.gid) == (1000, 1001)
     assert _verify(envelope("cd" * 32), signer.collateral(), AT) == [
-        "SNP REPORT_DATA does not bind the claimed measurement and fspf tag (claims altered "
-        "after the report was made)"]
+        "SNP REPORT_DATA does not bind the claimed measurement, fspf tag, uid and gid (claims "
+        "altered after the report was made)"]
     # the test root is trusted only where configured: elsewhere AMD's Milan root decides
     assert _verify(envelope(measurement), Collateral(), AT) == [
         "VCEK SEV-VCEK is not signed by ASK SEV-Milan"]

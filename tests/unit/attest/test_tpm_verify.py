@@ -83,13 +83,13 @@ class Quote:
         public = ak_public(self.key, self.attributes)
         name = struct.pack(">H", fmt.TPM_ALG_SHA256) + hashlib.sha256(public).digest()
         digest = hashlib.sha256(b"".join(bytes.fromhex(values[i]) for i in sorted(values)))
-        body = attest(signer=fmt.qualified_name_under_endorsement(name),
-                      extra=self.extra if self.extra is not None else qualifying_data(M, TAG, RD),
+        extra = self.extra if self.extra is not None else qualifying_data(M, TAG, RD, 0, 0)
+        body = attest(signer=fmt.qualified_name_under_endorsement(name), extra=extra,
                       pcrs=tuple(sorted(values)), digest=digest.digest(),
                       magic=self.magic, type_=self.type_)
         der = _evidence.spki_der(self.key.public_key())
         claims = {"type": "tpm", "measurement": M, "fspf_tag": TAG, "report_data": RD,
-                  "platform_id": _evidence.platform_id(der)}
+                  "platform_id": _evidence.platform_id(der), "uid": 0, "gid": 0}
         return fmt.build_evidence(
             claims=claims, attest=body, signature=signature(self.signing_key or self.key, body),
             ak_public=public, pcrs={"sha256": {str(i): v for i, v in values.items()}},
@@ -185,14 +185,16 @@ def test_pinned_pcrs() -> None:
 def test_simulation_evidence_is_not_tpm_evidence() -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
     sim = simulation.sign_simulation(Ed25519PrivateKey.generate(), measurement=M, fspf_tag=TAG,
-                                    report_data_hex=RD)
+                                    report_data_hex=RD, uid=0, gid=0)
     assert verify(sim) == ["evidence type is 'simulation', not 'tpm'"]
 
 
 def test_qualifying_data_encoding_is_unambiguous() -> None:
     values = {qualifying_data(M, None, RD), qualifying_data(M, TAG, RD),
-              qualifying_data(RD, TAG, M), qualifying_data(M, "00" * 16, RD)}
-    assert len(values) == 4 and all(len(v) == 32 for v in values)
+              qualifying_data(RD, TAG, M), qualifying_data(M, "00" * 16, RD),
+              qualifying_data(M, TAG, RD, 0, 0), qualifying_data(M, TAG, RD, 0, 1),
+              qualifying_data(M, TAG, RD, 1, 0)}
+    assert len(values) == 7 and all(len(v) == 32 for v in values)
 
 
 def test_parsers_refuse_trailing_and_truncated_bytes() -> None:

@@ -22,12 +22,14 @@ def test_quote_through_fake_configfs_tsm_verifies(tmp_path: Path) -> None:
     with FakeTsm(tmp_path / "report", signer) as tsm:
         quoter = SnpQuoter(tsm=tmp_path / "report")
         rd = report_data(b"n" * 32, b"k" * 32).hex()
-        evidence = quoter.quote(measurement=M, fspf_tag=TAG, report_data_hex=rd)
+        evidence = quoter.quote(measurement=M, fspf_tag=TAG, report_data_hex=rd,
+                                uid=1000, gid=1001)
     assert tsm.reports == 2  # the probe at start (for the VCEK) and the quote
     claims = SnpVerifier().verify(evidence, expected_report_data=b"", now=AT,
                                   collateral=signer.collateral())
     assert isinstance(claims, VerifiedClaims), claims
     assert (claims.measurement, claims.fspf_tag, claims.report_data.hex()) == (M, TAG, rd)
+    assert (claims.uid, claims.gid) == (1000, 1001)  # the CPU's report binds them too
     assert quoter.platform_id == claims.platform_id
 
 

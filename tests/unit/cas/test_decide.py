@@ -22,7 +22,14 @@ from cloister.attest import (
     report_data,
     simulation,
 )
-from cloister.cas._decide import NONCE_REASON, Decision, decide, refusal
+from cloister.cas._decide import (
+    NONCE_REASON,
+    REFUSAL,
+    REFUSAL_DETAILS,
+    Decision,
+    decide,
+    refusal,
+)
 from cloister.policy import AttestationSecurity, AttestationVariant, Service, Signer
 
 M = "ab" * 32
@@ -47,6 +54,9 @@ class Case:
     tamper: Callable[[dict[str, Any]], None] | None = None
     service: dict[str, Any] = field(default_factory=dict)
     security: dict[str, Any] = field(default_factory=dict)
+    uid: int = 1000
+    gid: int = 1000
+    enrolled: frozenset[str] = frozenset()
 
     def run(self) -> Decision:
         nonce = os.urandom(32)
@@ -55,7 +65,7 @@ class Case:
             else ephemeral
         evidence = simulation.sign_simulation(
             self.key, measurement=self.measurement, fspf_tag=self.fspf_tag,
-            report_data_hex=report_data(nonce, bound).hex(),
+            report_data_hex=report_data(nonce, bound).hex(), uid=self.uid, gid=self.gid,
         )
         if self.tamper is not None:
             obj = json.loads(evidence)
@@ -71,7 +81,8 @@ class Case:
         security = AttestationSecurity(**{"tolerate": frozenset({"debug-mode"}),
                                           **self.security})
         return decide(service=service, attestation=security, evidence=evidence, nonce=nonce,
-                      nonce_ok=self.nonce_ok, ephemeral_public_key=ephemeral)
+                      nonce_ok=self.nonce_ok, ephemeral_public_key=ephemeral,
+                      enrolled_platforms=self.enrolled)
 
 
 def _flip_signature(obj: dict[str, Any]) -> None:
@@ -115,6 +126,16 @@ REFUSALS: dict[str, tuple[Case, list[str]]] = {
         ["not the hash of the key that signed it"]),
     "valid evidence from another platform key": (
         Case(key=ATTACKER_KEY), ["not in the 1 platform(s) pinned by service api"]),
+    "(a) evidence signed by a key nobody enrolled": (
+        Case(key=ATTACKER_KEY, service={"platforms": ()}, enrolled=frozenset({PLATFORM})),
+        ["is not enrolled: simulation evidence counts only from a quoting key the CAS knows"]),
+    "mode none still needs a known quoting key": (
+        Case(key=ATTACKER_KEY, service={"platforms": ()}, security={"mode": "none"}),
+        ["is not enrolled"]),
+    "(b) another uid than the pinned one": (
+        Case(uid=65534, gid=65534, service={"uid": 1000, "gid": 1000}),
+        ["the caller runs as uid 65534, service api requires uid 1000",
+         "the caller runs as gid 65534, service api requires gid 1000"]),
     "nonce unknown, expired or used": (Case(nonce_ok=False), [NONCE_REASON]),
     "nonce reason from the store": (Case(nonce_ok="nonce expired 31 s ago"),
                                     ["nonce expired 31 s ago"]),
@@ -153,12 +174,14 @@ ACCEPTED: dict[str, Case] = {
     "honest simulation with debug-mode": Case(),
     "any listed variant": Case(measurement=OTHER_M, service={"attestation": (
         AttestationVariant(mrenclaves=(M,)), AttestationVariant(mrenclaves=(OTHER_M.upper(),)))}),
-    "no platforms pinned": Case(service={"platforms": ()}),
+    "no platforms pinned, the platform enrolled": Case(service={"platforms": ()},
+                                                       enrolled=frozenset({PLATFORM})),
+    "uid and gid as pinned": Case(service={"uid": 1000, "gid": 1000}),
     "no fspf tag required": Case(fspf_tag=None, service={"fspf_tag": None}),
     # the runtime checks the tree against the released tag itself
     "evidence without a tag where the policy has one": Case(fspf_tag=None),
-    "mode none skips measurement, platform and evidence type": Case(
-        measurement=OTHER_M, service={"platforms": ("ee" * 32,)},
+    "mode none skips measurement, uid and evidence type": Case(
+        measurement=OTHER_M, service={"uid": 0},
         security={"mode": "none", "tolerate": frozenset()}),
 }
 
@@ -222,11 +245,11 @@ def _pin_claims() -> VerifiedClaims:
 
 
 def test_evidence_vouched_for_only_by_a_pin_needs_platforms() -> None:
-    """A self-carried key (TPM without EK chain) proves nothing unless the policy pins it."""
+    """A self-carried key (TPM without EK chain) proves nothing unless the CAS knows it."""
     assert _tpm_decision(_TpmStub(_pin_claims())).reasons == [
-        f"tpm-test evidence is trusted only for a platform the policy pins: list the "
-        f"attestation key {'0d' * 32} under platforms of service api after checking it "
-        "(cloister las enroll prints it)"]
+        f"platform {'0d' * 32} is not enrolled: tpm-test evidence counts only from a quoting "
+        f"key the CAS knows; check that this is your LAS, then `cloister platform enroll "
+        f"{'0d' * 32}` as the session's owner, or list it under platforms of service api"]
 
 
 def test_evidence_vouched_for_by_a_listed_pin_is_accepted() -> None:
@@ -252,12 +275,20 @@ def test_plug_in_returning_another_type_refuses() -> None:
 
 
 def test_refusal_as_error_lists_every_reason() -> None:
-    """What the attestation endpoint raises (``_attestation._refuse`` calls ``refusal``)."""
+    """What the attestation endpoint raises (``_attestation._refuse`` calls ``refusal``):
+    to an anonymous caller the same answer whatever the reasons; to an attested one (its
+    gates: OTP, access token, singleton lease) every reason."""
     decision = REFUSALS["all at once"][0].run()
-    err = refusal("patients/api", decision.reasons)
+    anonymous = [refusal(cid, reasons) for cid, reasons in (
+        ("patients/api", decision.reasons), ("other/svc", decision.reasons[:1]),
+        ("patients/api", []))]
+    assert {(e.message, tuple(e.details), e.code) for e in anonymous} == {
+        (REFUSAL, tuple(REFUSAL_DETAILS), "attestation_failed")}
+    assert all(r not in " ".join(anonymous[0].lines()) for r in decision.reasons)
+    err = refusal("patients/api", decision.reasons, attested=True)
     assert err.message == "attestation of patients/api refused (5 reasons)"
     assert err.details == decision.reasons and err.code == "attestation_failed"
-    one = refusal("patients/api", decision.reasons[:1])
+    one = refusal("patients/api", decision.reasons[:1], attested=True)
     assert one.message == f"attestation of patients/api refused: {decision.reasons[0]}"
     assert one.details == []
 

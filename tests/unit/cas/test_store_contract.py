@@ -25,6 +25,7 @@ import pytest
 from cloister import errors
 from cloister.cas import SealedStore, SessionRecord, SqliteStore
 from cloister.cas._keyring import Keyring
+from cloister.cas._platforms import enroll, enrolled_platforms
 from cloister.cas._sqlite import MIGRATIONS
 
 Store = SealedStore  # what these tests hold: the barrier over each backend
@@ -255,6 +256,26 @@ def test_concurrent_creates_of_one_name_exactly_one_wins(opened: Callable[[], St
     (only,) = replicas[0].history("new")
     assert replicas[1].current("new") == only
     assert replicas[0].check_integrity() == []
+
+
+def test_platforms_are_enrolled_once_per_owner_across_replicas_and_only_with_the_key(
+        backend: Backend, opened: Callable[[], Store]) -> None:
+    one, two = opened(), opened()
+    alice, bob = "a" * 64, "b" * 64
+    assert enroll(one, alice, "1" * 64, "node 1") is True
+    assert enroll(two, alice, "1" * 64, "again") is False  # already enrolled
+    # eight replicas' enrolments race: compare-and-set keeps every one of them
+    assert race(8, lambda i: (enroll(
+        (one, two)[i % 2], alice, f"{i + 2:064x}", f"n{i}"), None)[1]) == ["ok"] * 8
+    assert enrolled_platforms(two, alice) == {
+        "1" * 64: "node 1", **{f"{i + 2:064x}": f"n{i}" for i in range(8)}}
+    assert enrolled_platforms(one, bob) == {}  # another owner's enrolment never counts
+    # a database writer copies alice's sealed map to bob: it does not open there
+    backend.raw(f"INSERT INTO meta SELECT 'sealed:platforms:{bob}', value FROM meta "
+                f"WHERE key = 'sealed:platforms:{alice}'")
+    with pytest.raises(errors.StoreError):
+        enrolled_platforms(one, bob)
+    assert b"node 1" not in b"".join(p.read_bytes() for p in backend.files())
 
 
 def test_a_nonce_is_spent_once_across_replicas(backend: Backend,

@@ -25,7 +25,7 @@ def test_a_port_in_use_is_named_and_nothing_starts(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        options = DemoOptions(directory=tmp_path / "d", cas_port=port, las_port=_free_port(),
+        options = DemoOptions(directory=tmp_path / "d", cas_port=port,
                               redis_port=_free_port(), api_port=_free_port())
         with pytest.raises(errors.ConfigError) as caught:
             up(options, say=lambda _: None)
@@ -38,7 +38,7 @@ def test_missing_redis_server_says_how_to_install(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without redis-server
     options = DemoOptions(directory=tmp_path / "d", cas_port=_free_port(),
-                          las_port=_free_port(), redis_port=_free_port(), api_port=_free_port())
+                          redis_port=_free_port(), api_port=_free_port())
     with pytest.raises(errors.ConfigError) as caught:
         up(options, say=lambda _: None)
     assert "redis-server is not installed" in caught.value.message
@@ -50,6 +50,7 @@ VARIABLES = {
     "MRENCLAVE_REDIS": "b" * 64, "API_DIR": "/srv/api", "API_PORT": "4996",
     "REDIS_PORT": "6379", "REDIS_TLS_DIR": "/dev/shm/x", "REDIS_DATA_DIR": "/var/redis",
     "SCONE_FSPF_PATH": "/srv/api/fspf.pb", "SCONE_FSPF_KEY": "c" * 64, "SCONE_FSPF_TAG": "d" * 32,
+    "SERVICE_UID": "1000", "SERVICE_GID": "1000",
 }
 
 
@@ -60,6 +61,7 @@ def test_policy_templates_load_as_sessions(template: str) -> None:
     text = policy.substitute_variables((app / "policies" / template).read_text(), VARIABLES)
     session = policy.load_session(text)
     service = session.services[0]
+    assert (service.uid, service.gid) == (1000, 1000)  # the demo pins who runs it
     if template == "redis.yml":
         command = " ".join(service.command) if not isinstance(service.command, str) \
             else service.command

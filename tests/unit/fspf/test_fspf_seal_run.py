@@ -16,7 +16,8 @@ import sys, json
 from cloister import fspf
 fspf_path, key, tag, target, mode = sys.argv[1:6]
 tree = fspf.ProtectedTree.open(fspf_path, key, tag)
-fspf.run_main(tree, target, sys.argv[6:], module=(mode == "module"))
+fspf.run_main(tree, target, sys.argv[6:], module=(mode == "module"),
+              show_source="--show-source" in sys.argv)
 """
 
 
@@ -47,10 +48,18 @@ def test_run_main_script_with_real_traceback(src_tree: Path, tmp_path: Path) -> 
         RUNNER, result.fspf_path, result.key_hex, result.tag_hex, main, "path", "--fail"
     )
     assert proc.returncode == 1
-    # the traceback shows the real source line of the sealed file, read from memory
+    # (f) the traceback names file and line of the sealed code, never its decrypted source
     assert f'File "{tmp_path}/sealed/app/core.py", line 5, in explode' in proc.stderr
-    assert f"raise RuntimeError('exploded ' + MARK)  # {MARKER}" in proc.stderr
+    assert "raise RuntimeError" not in proc.stderr and MARKER not in proc.stderr.split(
+        "RuntimeError: exploded")[0], proc.stderr
     assert scan_for_marker(tmp_path, allowed=src_tree) == []
+
+    # the policy's debug switch (debug_tracebacks): the real line, read from memory
+    proc = run_python(
+        RUNNER, result.fspf_path, result.key_hex, result.tag_hex, main, "path", "--fail",
+        "--show-source",
+    )
+    assert f"raise RuntimeError('exploded ' + MARK)  # {MARKER}" in proc.stderr
 
 
 def test_run_module_with_dash_m(src_tree: Path, tmp_path: Path) -> None:
@@ -75,7 +84,7 @@ def test_getsource_resources_and_imports(src_tree: Path, tmp_path: Path) -> None
 import sys, json, inspect, linecache, importlib.resources as res
 from cloister import fspf
 tree = fspf.ProtectedTree.open(*sys.argv[1:4])
-fspf.install_importer(tree)
+fspf.install_importer(tree, show_source=True)
 sys.path.insert(0, sys.argv[4]); sys.path.insert(0, sys.argv[4] + "/lib")
 import app.core, app.util, dep
 files = res.files("app")

@@ -104,7 +104,9 @@ def parse_evidence(evidence: bytes) -> AzEvidence:
     if evidence[:4] == HCL_MAGIC:
         return AzEvidence(parse_hcl_report(evidence), None, None, None)
     if evidence.lstrip().startswith(b'{"format"'):
-        obj = _evidence.parse_typed(evidence, AZ_SNP_VTPM, _ENVELOPE_KEYS)
+        # no cloister LAS quotes this type yet: its claims carry no caller uid or gid
+        obj = _evidence.parse_typed(evidence, AZ_SNP_VTPM, _ENVELOPE_KEYS,
+                                    _evidence.BASE_CLAIM_KEYS)
         claims: dict[str, Any] | None = obj["claims"]
     else:
         try:

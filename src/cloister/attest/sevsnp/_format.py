@@ -157,9 +157,10 @@ def chip_id_of(report: Report, product: str) -> bytes:
     return report.chip_id[:8] if product == "turin" else report.chip_id
 
 
-def runtime_binding(measurement: str, fspf_tag: str | None) -> bytes:
+def runtime_binding(measurement: str, fspf_tag: str | None,
+                    uid: int | None = None, gid: int | None = None) -> bytes:
     """Bytes 32..63 of REPORT_DATA: SHA-256 over the runtime claims the LAS quoted."""
-    return _evidence.runtime_binding(SEV_SNP, measurement, fspf_tag)
+    return _evidence.runtime_binding(SEV_SNP, measurement, fspf_tag, uid, gid)
 
 
 def parse_cert_table(table: bytes) -> dict[str, bytes]:

@@ -1,6 +1,6 @@
 """The LAS side of ``sev-snp``: reports from configfs-tsm or ``/dev/sev-guest``.
 
-REPORT_DATA is ``report_data ‖ runtime_binding(measurement, fspf tag)`` (64
+REPORT_DATA is ``report_data ‖ runtime_binding(measurement, fspf tag, uid, gid)`` (64
 bytes), so the CPU-signed report binds the CAS nonce, the ephemeral key and
 the claims the LAS was asked to quote.  Options (``cloister las serve
 --evidence sev-snp --quoter-option KEY=VALUE``): ``tsm`` (the configfs-tsm
@@ -50,14 +50,18 @@ class SnpQuoter:
         answer = _tsm.request(self.tsm, data, provider="sev_guest", privlevel=self.vmpl)
         return answer.outblob, answer.auxblob
 
-    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str) -> bytes:
+    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str,
+              uid: int, gid: int) -> bytes:
         problems = _evidence.check_claim_values(measurement, fspf_tag, report_data_hex)
+        problems += _evidence.check_ids(uid, gid)
         if problems:
             raise errors.EvidenceError("cannot quote malformed claims", details=problems)
-        data = bytes.fromhex(report_data_hex) + fmt.runtime_binding(measurement, fspf_tag)
+        data = bytes.fromhex(report_data_hex) + fmt.runtime_binding(measurement, fspf_tag,
+                                                                     uid, gid)
         report, table = self._report(data)
         claims = {"type": fmt.SEV_SNP, "measurement": measurement, "fspf_tag": fspf_tag,
-                  "report_data": report_data_hex, "platform_id": self.platform_id}
+                  "report_data": report_data_hex, "platform_id": self.platform_id,
+                  "uid": uid, "gid": gid}
         return fmt.build_evidence(claims, report, table)
 
 

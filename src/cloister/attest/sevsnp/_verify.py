@@ -159,8 +159,10 @@ def _binding_problems(report: fmt.Report, claims: dict[str, Any]) -> list[str]:
     if report.report_data[:32] != bytes.fromhex(claims["report_data"]):
         problems.append("SNP REPORT_DATA does not carry the claimed report data "
                         "(report made for another nonce or key)")
-    if report.report_data[32:] != fmt.runtime_binding(claims["measurement"], claims["fspf_tag"]):
-        problems.append("SNP REPORT_DATA does not bind the claimed measurement and fspf tag "
+    if report.report_data[32:] != fmt.runtime_binding(claims["measurement"], claims["fspf_tag"],
+                                                      claims["uid"], claims["gid"]):
+        problems.append("SNP REPORT_DATA does not bind the claimed measurement, fspf tag, "
+                        "uid and gid "
                         "(claims altered after the report was made)")
     return problems
 
@@ -215,6 +217,8 @@ def _claims(report: fmt.Report, claims: dict[str, Any] | None, signer: x509.Cert
         platform_id=hashlib.sha256(spki).hexdigest(),
         report_data=report.report_data[:32],
         fspf_tag=claims["fspf_tag"] if claims else None,
+        uid=claims["uid"] if claims else None,
+        gid=claims["gid"] if claims else None,
         needs_tolerations=MappingProxyType(
             {"debug-mode": "SEV-SNP guest policy allows debugging"} if report.debug else {}),
         requires_pins=(REFERENCE_KEY,),

@@ -4,7 +4,7 @@ Envelope (see :mod:`cloister.attest._evidence`)::
 
     {"format": "cloister-evidence", "version": 1, "type": "simulation",
      "claims": {"type": "simulation", "measurement", "fspf_tag", "report_data",
-                "platform_id"},
+                "platform_id", "uid", "gid"},
      "public_key": "<base64 of the platform key's DER SubjectPublicKeyInfo>",
      "signature": "<base64 Ed25519 signature>"}
 
@@ -30,10 +30,13 @@ _KEYS = frozenset({"format", "version", "type", "claims", "public_key", "signatu
 
 
 def sign_simulation(
-    key: Ed25519PrivateKey, *, measurement: str, fspf_tag: str | None, report_data_hex: str
+    key: Ed25519PrivateKey, *, measurement: str, fspf_tag: str | None, report_data_hex: str,
+    uid: int, gid: int,
 ) -> bytes:
-    """Simulation evidence over the given claims, signed by ``key`` (the LAS platform key)."""
+    """Simulation evidence over the given claims (what the LAS measured of its caller, and
+    the caller's uid and gid), signed by ``key`` (the LAS platform key)."""
     problems = _evidence.check_claim_values(measurement, fspf_tag, report_data_hex)
+    problems += _evidence.check_ids(uid, gid)
     if problems:
         raise errors.EvidenceError("cannot quote malformed claims", details=problems)
     der = _evidence.spki_der(key.public_key())
@@ -43,6 +46,8 @@ def sign_simulation(
         "fspf_tag": fspf_tag,
         "report_data": report_data_hex,
         "platform_id": _evidence.platform_id(der),
+        "uid": uid,
+        "gid": gid,
     }
     signature = key.sign(SIGNATURE_CONTEXT + _evidence.canonical_json(claims))
     return _evidence.canonical_json({

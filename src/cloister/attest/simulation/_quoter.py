@@ -63,9 +63,10 @@ class SimulationQuoter:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode()
 
-    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str) -> bytes:
+    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str,
+              uid: int, gid: int) -> bytes:
         return sign_simulation(self.key, measurement=measurement, fspf_tag=fspf_tag,
-                               report_data_hex=report_data_hex)
+                               report_data_hex=report_data_hex, uid=uid, gid=gid)
 
 
 def make_quoter(state: Path, options: Mapping[str, str]) -> SimulationQuoter:

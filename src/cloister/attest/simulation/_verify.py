@@ -34,7 +34,9 @@ class SimulationVerifier:
     It checks that the evidence is well-formed, that ``platform_id`` is the
     hash of the enclosed public key, and that the signature over the claims
     is valid under that key.  It cannot know whether the key belongs to an
-    honest LAS: pin it with the service's ``platforms:`` list.
+    honest LAS, so the claims ask for a known key (``requires_platform_pin``):
+    the decision admits them only from a platform the service pins or the
+    session's owner enrolled (:func:`cloister.attest.platform_reason`).
     """
 
     evidence_type = SIMULATION
@@ -78,6 +80,9 @@ class SimulationVerifier:
             platform_id=claims["platform_id"],
             report_data=bytes.fromhex(claims["report_data"]),
             fspf_tag=claims["fspf_tag"],
+            uid=claims["uid"],
+            gid=claims["gid"],
+            requires_platform_pin=True,
             needs_tolerations=MappingProxyType(
                 {"debug-mode": f"evidence type {SIMULATION}"}
             ),

@@ -1,6 +1,6 @@
 """The LAS side of ``tdx``: quotes from configfs-tsm (provider ``tdx_guest``).
 
-REPORTDATA is ``report_data ‖ runtime_binding(measurement, fspf tag)``.
+REPORTDATA is ``report_data ‖ runtime_binding(measurement, fspf tag, uid, gid)``.
 Option (``--quoter-option tsm=DIR``): the configfs-tsm report directory.
 The older ``/dev/tdx_guest`` gives only a TDREPORT, which a quote generation
 service must turn into a quote; cloister does not speak to one, so use
@@ -38,14 +38,17 @@ class TdxQuoter:
     def _quote(self, data: bytes) -> bytes:
         return _tsm.request(self.tsm, data, provider="tdx_guest").outblob
 
-    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str) -> bytes:
+    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str,
+              uid: int, gid: int) -> bytes:
         problems = _evidence.check_claim_values(measurement, fspf_tag, report_data_hex)
+        problems += _evidence.check_ids(uid, gid)
         if problems:
             raise errors.EvidenceError("cannot quote malformed claims", details=problems)
         data = bytes.fromhex(report_data_hex) + _evidence.runtime_binding(
-            fmt.TDX, measurement, fspf_tag)
+            fmt.TDX, measurement, fspf_tag, uid, gid)
         claims = {"type": fmt.TDX, "measurement": measurement, "fspf_tag": fspf_tag,
-                  "report_data": report_data_hex, "platform_id": self.platform_id}
+                  "report_data": report_data_hex, "platform_id": self.platform_id,
+                  "uid": uid, "gid": gid}
         return fmt.build_evidence(claims, self._quote(data))
 
 

@@ -153,8 +153,10 @@ def _binding_problems(quote: fmt.Quote, claims: dict[str, Any]) -> list[str]:
     if data[:32] != bytes.fromhex(claims["report_data"]):
         problems.append("TDX REPORTDATA does not carry the claimed report data "
                         "(quote made for another nonce or key)")
-    if data[32:] != _evidence.runtime_binding(fmt.TDX, claims["measurement"], claims["fspf_tag"]):
-        problems.append("TDX REPORTDATA does not bind the claimed measurement and fspf tag "
+    if data[32:] != _evidence.runtime_binding(fmt.TDX, claims["measurement"], claims["fspf_tag"],
+                                              claims["uid"], claims["gid"]):
+        problems.append("TDX REPORTDATA does not bind the claimed measurement, fspf tag, "
+                        "uid and gid "
                         "(claims altered after the quote was made)")
     return problems
 
@@ -289,6 +291,8 @@ def _claims(quote: fmt.Quote, claims: dict[str, Any] | None, info: PckInfo, *,
         platform_id=_evidence.platform_id(_evidence.spki_der(pck.public_key())),
         report_data=td.report_data[:32],
         fspf_tag=claims["fspf_tag"] if claims else None,
+        uid=claims["uid"] if claims else None,
+        gid=claims["gid"] if claims else None,
         needs_tolerations=MappingProxyType(tolerations),
         requires_pins=(REFERENCE_KEY,),
         type_claims=MappingProxyType(type_claims),

@@ -3,7 +3,8 @@
 Evidence (canonical JSON, see :mod:`._evidence`)::
 
     {"format": "cloister-evidence", "version": 1, "type": "tpm",
-     "claims": {"type": "tpm", "measurement", "fspf_tag", "report_data", "platform_id"},
+     "claims": {"type": "tpm", "measurement", "fspf_tag", "report_data", "platform_id",
+                "uid", "gid"},
      "attest": "<base64 TPMS_ATTEST as the TPM signed it>",
      "signature": "<base64 TPMT_SIGNATURE (ECDSA/SHA-256)>",
      "ak_public": "<base64 TPMT_PUBLIC of the attestation key>",
@@ -192,16 +193,22 @@ def _lp(data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
-def qualifying_data(measurement: str, fspf_tag: str | None, report_data_hex: str) -> bytes:
-    """``SHA256(context ‖ lp("tpm") ‖ lp(measurement) ‖ tag ‖ lp(report data))`` — 32 bytes.
+def qualifying_data(measurement: str, fspf_tag: str | None, report_data_hex: str,
+                    uid: int | None = None, gid: int | None = None) -> bytes:
+    """``SHA256(context ‖ lp("tpm") ‖ lp(measurement) ‖ tag ‖ lp(report data) ‖ u32(uid) ‖
+    u32(gid))`` — 32 bytes.
 
     ``lp(x)`` is a 4-byte big-endian length then ``x``; the fspf tag is
     ``0x00`` when absent and ``0x01 ‖ lp(tag)`` when present, so no two claim
-    sets share an encoding.  Hex inputs must already be well-formed.
+    sets share an encoding.  ``uid``/``gid`` are the caller's as the LAS saw
+    them (left out when not given: an ``az-snp-vtpm`` envelope carries none).
+    Inputs must already be well-formed.
     """
     tag = b"\0" if fspf_tag is None else b"\1" + _lp(bytes.fromhex(fspf_tag))
     return hashlib.sha256(QUALIFYING_CONTEXT + _lp(TPM.encode()) + _lp(bytes.fromhex(measurement))
-                          + tag + _lp(bytes.fromhex(report_data_hex))).digest()
+                          + tag + _lp(bytes.fromhex(report_data_hex))
+                          + (b"" if uid is None or gid is None
+                             else struct.pack(">II", uid, gid))).digest()
 
 
 def pcr_digest(selection: tuple[tuple[int, tuple[int, ...]], ...],

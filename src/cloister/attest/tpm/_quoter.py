@@ -153,12 +153,15 @@ class TpmQuoter:
         with self._session() as (esapi, _, _):
             return self.read_pcrs(esapi, self.pcrs)
 
-    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str) -> bytes:
-        """``tpm`` evidence over the claims: a TPM2_Quote whose extraData binds them."""
+    def quote(self, *, measurement: str, fspf_tag: str | None, report_data_hex: str,
+              uid: int, gid: int) -> bytes:
+        """``tpm`` evidence over the claims (the LAS's measurement of its caller): a
+        TPM2_Quote whose extraData binds them."""
         problems = _evidence.check_claim_values(measurement, fspf_tag, report_data_hex)
+        problems += _evidence.check_ids(uid, gid)
         if problems:
             raise errors.EvidenceError("cannot quote malformed claims", details=problems)
-        qualifying = fmt.qualifying_data(measurement, fspf_tag, report_data_hex)
+        qualifying = fmt.qualifying_data(measurement, fspf_tag, report_data_hex, uid, gid)
         selection = self._tss.TPML_PCR_SELECTION.parse(
             "sha256:" + ",".join(str(p) for p in self.pcrs))
         with self._session() as (esapi, handle, public):
@@ -179,7 +182,8 @@ class TpmQuoter:
                 raise errors.EvidenceError("PCR values kept changing while quoting; retry")
             sig = bytes(signature.marshal())
         claims = {"type": fmt.TPM, "measurement": measurement, "fspf_tag": fspf_tag,
-                  "report_data": report_data_hex, "platform_id": self.platform_id}
+                  "report_data": report_data_hex, "platform_id": self.platform_id,
+                  "uid": uid, "gid": gid}
         return fmt.build_evidence(claims=claims, attest=attest, signature=sig,
                                   ak_public=self.ak_public, pcrs=pcrs,
                                   ek_certificate=self.ek_certificate)

@@ -117,6 +117,8 @@ class TpmVerifier:
             platform_id=claims["platform_id"],
             report_data=bytes.fromhex(claims["report_data"]),
             fspf_tag=claims["fspf_tag"],
+            uid=claims["uid"],
+            gid=claims["gid"],
             # no EK certificate chain is verified: the AK is whatever key the evidence
             # carries, so only a policy's platform pin makes it hardware-rooted
             requires_platform_pin=True,
@@ -134,10 +136,10 @@ class TpmVerifier:
             reasons.append("quote's qualifiedSigner is not the enclosed attestation key "
                            "(a primary key of the endorsement hierarchy)")
         qualifying = fmt.qualifying_data(claims["measurement"], claims["fspf_tag"],
-                                         claims["report_data"])
+                                         claims["report_data"], claims["uid"], claims["gid"])
         if not hmac.compare_digest(quote.extra_data, qualifying):
             reasons.append("quote's qualifying data does not bind the claimed measurement, "
-                           "fspf tag and report data (claims altered, or quote made for "
+                           "fspf tag, report data, uid and gid (claims altered, or quote made for "
                            "another key or nonce)")
         problems = fmt.selection_problems(quote.selection, parts.pcrs)
         if problems:

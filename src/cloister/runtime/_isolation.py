@@ -1,0 +1,97 @@
+"""Sealing the ``cloister run`` process off from its neighbours.
+
+- **Isolated interpreter.**  The LAS quotes only for ``python -I -m
+  cloister.cli run`` (:mod:`cloister.attest._caller`): no ``PYTHON*``
+  variables are read, no user site directory and no working directory are
+  on ``sys.path``.  :func:`reexec_isolated` turns any other start of
+  ``cloister run`` (the console script, ``python -m …``) into that one,
+  without the ``PYTHON*`` variables (code they ran before the restart ran
+  before any secret existed, and cannot follow into the isolated process).
+- **Not dumpable.**  :func:`set_dumpable` ``(False)`` (``prctl(PR_SET_DUMPABLE,
+  0)``) is called before the CAS is contacted: another process of the same
+  user can then neither ``ptrace`` this one nor open its ``/proc/PID/mem``,
+  ``environ`` or ``maps``; and no core dump is written.  A LAS of the same,
+  unprivileged user cannot inspect a non-dumpable caller either: for the
+  one quote the runtime becomes dumpable, then checks that no tracer
+  attached meanwhile (:func:`tracer`).  A LAS running as root (the
+  deployments) needs no such window.
+- **Native programs** lose this on ``exec`` (the kernel makes a process
+  dumpable again): what protects their memory and ``/proc/PID/environ``
+  from other processes is running them under a uid of their own, which a
+  policy pins with ``uid:``.
+
+Limit: between the ``exec`` of the interpreter and the ``prctl`` (Python's
+start-up) the process is dumpable; a same-user process that opened its
+``/proc/PID/mem`` in that window keeps access.  Against the workload's own
+user, a dedicated uid is the protection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from cloister import errors
+
+PR_SET_DUMPABLE = 4
+PR_SET_PDEATHSIG = 1
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise errors.LaunchError(f"prctl({option}, {value}) failed: {os.strerror(err)}")
+
+
+def set_dumpable(dumpable: bool) -> None:
+    _prctl(PR_SET_DUMPABLE, int(dumpable))
+
+
+def die_with_parent(signal_number: int) -> None:
+    """Ask the kernel to send ``signal_number`` to this process when its parent dies."""
+    _prctl(PR_SET_PDEATHSIG, signal_number)
+
+
+def tracer() -> int:
+    """The pid tracing this process (0 when none)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextmanager
+def dumpable_for_measurement() -> Iterator[None]:
+    """Dumpable inside the block (for a LAS of this user); refuses if a tracer attached."""
+    set_dumpable(True)
+    try:
+        yield
+    finally:
+        set_dumpable(False)
+    traced_by = tracer()
+    if traced_by:
+        raise errors.LaunchError(
+            f"pid {traced_by} attached to this process while the LAS measured it: refusing "
+            "to receive the configuration"
+        )
+
+
+def reexec_isolated(args: Sequence[str]) -> None:
+    """Replace this process with ``python -I -m cloister.cli ARGS`` unless it is that already."""
+    if sys.flags.isolated and sys.argv[:1] and sys.argv[0].endswith(
+            os.path.join("cloister", "cli", "__main__.py")):
+        return
+    argv = [sys.executable, "-I", "-m", "cloister.cli", *args]
+    # -I ignores PYTHON* variables; the LAS refuses a caller that has any, so drop them
+    # (LD_PRELOAD and friends are kept: they act before Python, and the LAS refuses them)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    try:
+        os.execve(sys.executable, argv, env)  # noqa: S606 - the same interpreter, isolated
+    except OSError as err:
+        raise errors.LaunchError(f"cannot restart {sys.executable} isolated: "
+                                 f"{err.strerror}") from None
