@@ -1,10 +1,16 @@
 """SQLite implementation of :class:`cloister.cas.store.Store` (opaque sealed blobs only).
 
 WAL mode, ``synchronous=FULL``, ``secure_delete`` (freed pages are zeroed),
-one connection per thread.  Every write is a single ``BEGIN IMMEDIATE``
-transaction: the write lock is taken before the predecessor is read, so two
-updates of the same name serialize and the second one sees the first one's
-hash (→ :class:`errors.Conflict`).  Triggers keep history append-only: rows
+one connection per thread.  Every write is a unit of a ``BEGIN IMMEDIATE``
+transaction, committed together with the units of other threads that queued
+meanwhile (:mod:`cloister.cas._group_commit`: one fsync for the batch, each
+caller answered only once it is on disk): the write lock is taken before the
+predecessor is read, and units run one after the other, so two updates of the
+same name serialize and the second one sees the first one's hash (→
+:class:`errors.Conflict`).  Spent nonces alone are committed without waiting
+for the fsync (``synchronous=NORMAL``, as the PostgreSQL store's
+``synchronous_commit=off``): they survive a crash of the CAS, not of the
+machine.  Triggers keep history append-only: rows
 are never deleted, and only the sealed blob column may change (rewrap).
 
 Schema versions (:mod:`cloister.cas._schema`, table ``schema_version``),
@@ -21,20 +27,22 @@ each migration one transaction, applied in order when the store is opened:
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from cloister import errors
+from cloister.cas._group_commit import GroupCommit
 from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
 from cloister.cas.store import BlobRef, HeadUpdate, Rewrapper, StoredVersion
 
 DB_FILE = "cas.db"
+_T = TypeVar("_T")
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -159,6 +167,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._group = GroupCommit(self._conn)
         if not path.exists():
             # create it 0600 ourselves; SQLite gives -wal/-shm the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -168,7 +177,7 @@ class SqliteStore:
             raise _store_error(exc) from None
 
     def _migrate(self) -> None:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> None:
             current = schema_version_of(db)
             db.execute(SCHEMA_TABLE_SQL)
             for step in pending(current, MIGRATIONS, str(self.path)):
@@ -176,6 +185,7 @@ class SqliteStore:
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
                            (step.version, step.summary, time.time()))
+        self._write(work)
 
     def schema_version(self) -> int:
         return schema_version_of(self._conn())
@@ -197,19 +207,13 @@ class SqliteStore:
                 self._all.append(conn)
         return conn
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
+    def _write(self, work: Callable[[sqlite3.Connection], _T], *, durable: bool = True) -> _T:
+        """``work(db)`` in a write transaction, committed (group commit) before returning;
+        SQLite's errors as :class:`errors.StoreError` (:class:`errors.StoreFull`)."""
         try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            # SQLite may already have rolled back (e.g. on SQLITE_FULL); a second
-            # ROLLBACK would fail and hide the real error
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            return self._group.run(work, durable=durable)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
 
     # --- writes ------------------------------------------------------------
 
@@ -238,45 +242,41 @@ class SqliteStore:
     def create(
         self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate
     ) -> None:
-        try:
-            with self._write() as db:
-                if db.execute(
-                    "SELECT 1 FROM current_sessions WHERE name=?", (version.name,)
-                ).fetchone():
-                    raise errors.Conflict(
-                        f"session {version.name!r} already exists",
-                        details=["to change it, send an update whose predecessor is its hash"],
-                    )
-                self._insert(db, version, secrets, head)
-                db.execute("INSERT INTO current_sessions VALUES (?,?)",
-                           (version.name, version.hash))
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        def work(db: sqlite3.Connection) -> None:
+            if db.execute(
+                "SELECT 1 FROM current_sessions WHERE name=?", (version.name,)
+            ).fetchone():
+                raise errors.Conflict(
+                    f"session {version.name!r} already exists",
+                    details=["to change it, send an update whose predecessor is its hash"],
+                )
+            self._insert(db, version, secrets, head)
+            db.execute("INSERT INTO current_sessions VALUES (?,?)",
+                       (version.name, version.hash))
+        self._write(work)
 
     def update(
         self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate
     ) -> None:
-        try:
-            with self._write() as db:
-                row = db.execute(
-                    "SELECT hash FROM current_sessions WHERE name=?", (version.name,)
-                ).fetchone()
-                if row is None:
-                    raise errors.NotFound(
-                        f"session {version.name!r} does not exist",
-                        details=["create it first (a body without predecessor)"],
-                    )
-                if row[0] != version.predecessor:
-                    raise errors.Conflict(
-                        f"session {version.name!r} changed: predecessor {version.predecessor} "
-                        f"is not the current hash {row[0]}",
-                        details=["read the session again and base the update on its hash"],
-                    )
-                self._insert(db, version, secrets, head)
-                db.execute("UPDATE current_sessions SET hash=? WHERE name=?",
-                           (version.hash, version.name))
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT hash FROM current_sessions WHERE name=?", (version.name,)
+            ).fetchone()
+            if row is None:
+                raise errors.NotFound(
+                    f"session {version.name!r} does not exist",
+                    details=["create it first (a body without predecessor)"],
+                )
+            if row[0] != version.predecessor:
+                raise errors.Conflict(
+                    f"session {version.name!r} changed: predecessor {version.predecessor} "
+                    f"is not the current hash {row[0]}",
+                    details=["read the session again and base the update on its hash"],
+                )
+            self._insert(db, version, secrets, head)
+            db.execute("UPDATE current_sessions SET hash=? WHERE name=?",
+                       (version.hash, version.name))
+        self._write(work)
 
     # --- quotas ----------------------------------------------------------------
 
@@ -328,36 +328,29 @@ class SqliteStore:
         return {str(secret): _blob(blob) for secret, blob in rows}
 
     def claim(self, key: str, holder: str, until: float, now: float) -> bool:
-        try:
-            with self._write() as db:
-                db.execute("DELETE FROM claims WHERE until < ?", (now,))
-                cursor = db.execute(
-                    "INSERT INTO claims (key, holder, until) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET until = excluded.until "
-                    "WHERE claims.holder = excluded.holder",
-                    (key, holder, until),
-                )
-                return cursor.rowcount > 0
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        def work(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM claims WHERE until < ?", (now,))
+            cursor = db.execute(
+                "INSERT INTO claims (key, holder, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET until = excluded.until "
+                "WHERE claims.holder = excluded.holder",
+                (key, holder, until),
+            )
+            return cursor.rowcount > 0
+        return self._write(work)
 
     def extend(self, key: str, holder: str, until: float, now: float) -> bool:
-        try:
-            with self._write() as db:
-                cursor = db.execute(
-                    "UPDATE claims SET until = ? WHERE key = ? AND holder = ? AND until >= ?",
-                    (until, key, holder, now),
-                )
-                return cursor.rowcount > 0
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE claims SET until = ? WHERE key = ? AND holder = ? AND until >= ?",
+                (until, key, holder, now),
+            )
+            return cursor.rowcount > 0
+        return self._write(work)
 
     def release(self, key: str, holder: str) -> None:
-        try:
-            with self._write() as db:
-                db.execute("DELETE FROM claims WHERE key = ? AND holder = ?", (key, holder))
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        self._write(lambda db: db.execute(
+            "DELETE FROM claims WHERE key = ? AND holder = ?", (key, holder)))
 
     def session_count(self) -> int:
         count = self._rows("SELECT count(*) FROM current_sessions")[0][0]
@@ -369,26 +362,28 @@ class SqliteStore:
         return _blob(rows[0][0]) if rows else None
 
     def put_meta(self, key: str, value: bytes | None, *, expected: bytes | None) -> None:
-        try:
-            with self._write() as db:
-                row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-                if (None if row is None else _blob(row[0])) != expected:
-                    raise errors.Conflict(f"store metadata {key!r} changed concurrently")
-                if value is None:
-                    db.execute("DELETE FROM meta WHERE key=?", (key,))
-                else:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if (None if row is None else _blob(row[0])) != expected:
+                raise errors.Conflict(f"store metadata {key!r} changed concurrently")
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self._write(work)
 
     def spend_nonce(self, nonce: bytes, expires_at: float) -> bool:
-        try:
-            with self._write() as db:
-                db.execute("DELETE FROM spent_nonces WHERE expires_at < ?", (time.time(),))
-                return bool(db.execute("INSERT OR IGNORE INTO spent_nonces VALUES (?, ?)",
-                                       (nonce, expires_at)).rowcount == 1)
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+        """One insert under a unique key; not waited for on disk (module doc): a crash of
+        the machine can forget the spends of its last moments, whose nonces are still
+        within their lifetime — and a replayed request cannot open a configuration
+        sealed to another's ephemeral key.  Expired entries are swept on the way."""
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM spent_nonces WHERE expires_at < ?", (now,))
+            return bool(db.execute("INSERT OR IGNORE INTO spent_nonces VALUES (?, ?)",
+                                   (nonce, expires_at)).rowcount == 1)
+        return self._write(work, durable=False)
 
     # --- maintenance ---------------------------------------------------------
 
@@ -426,17 +421,8 @@ class SqliteStore:
                            if (new := fn(ref, old)) is not None]
                 if not changes:
                     continue
-                try:
-                    with self._write() as db:
-                        for new, rowid, old in changes:
-                            # a version-1 text is stored as TEXT: compare as stored
-                            cur = db.execute(self._UPDATE[table], (new, rowid, old))
-                            if cur.rowcount == 0 and table == "text":
-                                cur = db.execute(self._UPDATE[table],
-                                                 (new, rowid, old.decode("utf-8", "replace")))
-                            replaced += cur.rowcount
-                except sqlite3.Error as exc:
-                    raise _store_error(exc) from None
+                replaced += self._write(functools.partial(
+                    _rewrap_rows, sql=self._UPDATE[table], table=table, changes=changes))
         return replaced
 
     def compact(self) -> None:
@@ -469,6 +455,17 @@ class SqliteStore:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def _rewrap_rows(db: sqlite3.Connection, sql: str, table: str,
+                 changes: list[tuple[bytes, int, bytes]]) -> int:
+    replaced = 0
+    for new, rowid, old in changes:
+        cur = db.execute(sql, (new, rowid, old))
+        if cur.rowcount == 0 and table == "text":  # a version-1 text is stored as TEXT
+            cur = db.execute(sql, (new, rowid, old.decode("utf-8", "replace")))
+        replaced += cur.rowcount
+    return replaced
 
 
 def _statements(script: str) -> list[str]:
