@@ -154,6 +154,12 @@ def build_context(
     limits = limits or Limits()
     metrics = Metrics()
     metrics.gauge("cloister_cas_sessions", "Number of session names.", store.session_count)
+    stats = getattr(store.backend, "commit_stats", None)
+    if stats is not None:  # SQLite: group commit (several writes per transaction and fsync)
+        metrics.gauge("cloister_cas_store_commits", "Store write transactions committed, "
+                      "since start.", lambda: stats()[0])
+        metrics.gauge("cloister_cas_store_writes", "Store writes committed (several may share "
+                      "a transaction), since start.", lambda: stats()[1])
     ctx = AppContext(
         store=store,
         sessions=SessionService(store, engine, audit, limits=limits, creators=creators),

@@ -187,6 +187,10 @@ class SqliteStore:
                            (step.version, step.summary, time.time()))
         self._write(work)
 
+    def commit_stats(self) -> tuple[int, int]:
+        """(commits, writes) since start: writes per commit > 1 is group commit at work."""
+        return self._group.batches, self._group.units
+
     def schema_version(self) -> int:
         return schema_version_of(self._conn())
 
