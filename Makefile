@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed
 
 ## the Debian packages (scripts/install-deps: apt-get as root, else it prints the command)
 deps:
-	@scripts/install-deps test
+	@PYTHON=$(PYTHON) scripts/install-deps test
 
 deps-run:
-	@scripts/install-deps run
+	@PYTHON=$(PYTHON) scripts/install-deps run
 
 # `test: deps $(STAMP)`: deps first, so the TPM extra below finds libtss2-dev
 $(STAMP): pyproject.toml

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from cloister import errors
+from cloister._pki import build_certificate
 from cloister._sealmark import SEALED_MODE_OID
 from cloister.cas._keys import replace_private_file
 from cloister.cas._sealed_store import SealedStore
@@ -102,27 +103,16 @@ def _now() -> dt.datetime:
 
 def new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cloister CAS CA")])
-    now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    usage = x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=True,
+        crl_sign=True, encipher_only=False, decipher_only=False,
+    )
+    cert = build_certificate(
+        "cloister CAS CA", key.public_key(), key, lifetime=_CA_LIFETIME, ca=True,
+        path_length=0, now=_now(),
+        extensions=[(usage, True),
+                    (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)],
     )
     return key, cert
 
@@ -132,29 +122,21 @@ def _new_server(
     *, sealed_mode: bool = False,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    common_name = "cloister CAS (sealed mode)" if sealed_mode else "cloister CAS"
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(ca_cert.not_valid_after_utc if sealed_mode
-                         else min(now + _SERVER_LIFETIME, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_san(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-    )
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (_san(names), False),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False),
+    ]
     if sealed_mode:
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(SEALED_MODE_OID, b"\x05\x00"), critical=False)
-    return key, builder.sign(ca_key, hashes.SHA256())
+        extensions.append((x509.UnrecognizedExtension(SEALED_MODE_OID, b"\x05\x00"), False))
+    cert = build_certificate(
+        "cloister CAS (sealed mode)" if sealed_mode else "cloister CAS", key.public_key(),
+        ca_key, issuer=ca_cert.subject, now=_now(),
+        # the sealed-mode certificate lives as long as its CA; the server's at most 825 days
+        lifetime=_CA_LIFETIME if sealed_mode else _SERVER_LIFETIME,
+        not_after=ca_cert.not_valid_after_utc, extensions=extensions,
+    )
+    return key, cert
 
 
 def _server_covers(cert: x509.Certificate, names: list[str]) -> bool:

@@ -40,8 +40,11 @@ def test_as_root_it_installs_every_missing_tool_with_apt_get(tmp_path: Path) -> 
     done = run(env, "test")
     assert done.returncode == 0, done.stderr
     installed = log.read_text().split()
+    # gcc and python3-dev: tpm2-pytss has no wheel, pip compiles it (a fresh Debian has
+    # neither); python3-venv: Debian's python3 cannot make .venv without it
     for package in ("redis-server", "redis-tools", "gocryptfs", "fuse3", "swtpm", "jq",
-                    "curl", "podman", "runc", "mmdebstrap"):
+                    "curl", "podman", "runc", "mmdebstrap", "gcc", "python3-dev",
+                    "python3-venv", "zsh", "fish"):
         assert package in installed, f"{package} not installed: {installed}"
     assert log.read_text().startswith("install -y"), "no apt-get update when install works"
 
@@ -49,7 +52,9 @@ def test_as_root_it_installs_every_missing_tool_with_apt_get(tmp_path: Path) -> 
 def test_run_profile_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     env, log = fake_machine(tmp_path, uid=0)
     assert run(env, "run").returncode == 0
-    assert sorted(log.read_text().split()[4:]) == ["fuse3", "gocryptfs", "redis-server"]
+    # no python3 on this PATH at all, so python3-venv too (`make run` creates .venv)
+    assert sorted(log.read_text().split()[4:]) == [
+        "fuse3", "gocryptfs", "python3-venv", "redis-server"]
 
 
 def test_not_root_prints_the_command_and_tests_go_on(tmp_path: Path) -> None:
