@@ -19,6 +19,7 @@ import base64
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -57,29 +58,41 @@ class Timings:
 RETRIED: tuple[type[errors.Error], ...] = (errors.Unreachable, errors.Overloaded)
 
 
+#: errors raised because the budget ran out: an enclosing retry raises them as they are
+_SPENT: weakref.WeakSet[errors.Error] = weakref.WeakSet()
+
+
 def _retrying(what: str, call: Callable[[], T], budget: float, *,
+              deadline: float | None = None,
               clock: Callable[[], float] = time.monotonic,
               sleep: Callable[[float], None] = time.sleep) -> T:
     """``call()``, retried with backoff while it fails with :data:`RETRIED`, for ``budget`` s.
 
     The last try is made at the deadline (the sleeps are cut to it), so the
     whole budget is used; the message says how long it really waited.
+    Nested retries share one ``deadline`` (``clock()`` time; default: now
+    plus ``budget``), so the steps of one attempt never add up to more than
+    the budget, and the error of a spent budget is raised once, not retried.
     """
-    started = clock()
-    deadline = started + budget
+    deadline = clock() + budget if deadline is None else deadline
+    started = deadline - budget
     delay = 0.2
     while True:
         try:
             return call()
         except RETRIED as err:
+            if err in _SPENT:
+                raise
             left = deadline - clock()
             if left <= 0:
                 waited = clock() - started
-                raise type(err)(
+                final = type(err)(
                     f"{err.message} (gave up after {waited:.0f}s of retries, "
                     f"CLOISTER_RETRY_SECONDS={budget:g}; is the {what} running?)",
                     details=err.details,
-                ) from None
+                )
+                _SPENT.add(final)
+                raise final from None
             pause = min(delay, left)
             _log.warning("%s not reachable yet (%s), retrying in %.1fs (%.0fs left of %gs)",
                          what, err.message, pause, left, budget)
@@ -88,7 +101,7 @@ def _retrying(what: str, call: Callable[[], T], budget: float, *,
 
 
 def _quote(las: LasClient, data: bytes, program: str | None, fspf_path: str | None,
-           budget: float) -> bytes:
+           budget: float, deadline: float | None = None) -> bytes:
     def ask() -> bytes:
         answer = las.quote(data, runtime=str(runtime_dir()), program=program,
                            fspf_path=fspf_path)
@@ -96,7 +109,7 @@ def _quote(las: LasClient, data: bytes, program: str | None, fspf_path: str | No
         return evidence
 
     try:
-        return _retrying("LAS", ask, budget)
+        return _retrying("LAS", ask, budget, deadline=deadline)
     except LasRefused as err:
         if err.las_code != CallerNotMeasurable.code:
             raise
@@ -114,18 +127,20 @@ def fetch_config(
     pin = settings.cas_cert_pem
     budget = settings.retry_seconds
     fspf_path = os.path.abspath(settings.fspf_path) if settings.fspf_path else None
+    deadline = time.monotonic() + budget  # one budget for every step and every attempt
 
     def attempt() -> tuple[Any, Any, float, float, float]:
         # a whole attempt is retried, so a retry never re-sends a spent nonce
         started = time.perf_counter()
         answer = _retrying("CAS", lambda: post_json(host, port, "/v1/attest/nonce", {}, pin),
-                           budget)
+                           budget, deadline=deadline)
         nonce = bytes.fromhex(answer["nonce"])
         got_nonce = time.perf_counter()
         key = generate_ephemeral_key()
         public_key = public_key_bytes_of(key)
         las = LasClient(settings.las_addr)
-        evidence = _quote(las, report_data(nonce, public_key), program, fspf_path, budget)
+        evidence = _quote(las, report_data(nonce, public_key), program, fspf_path, budget,
+                          deadline)
         quoted = time.perf_counter()
         request = {
             "config_id": settings.config_id,
@@ -139,7 +154,8 @@ def fetch_config(
         answer = post_json(host, port, "/v1/attest/config", request, pin)
         return answer, key, started, got_nonce, quoted
 
-    answer, key, started, got_nonce, quoted = _retrying("CAS", attempt, budget)
+    answer, key, started, got_nonce, quoted = _retrying("CAS", attempt, budget,
+                                                        deadline=deadline)
     sealed = base64.b64decode(answer["sealed_config"])
     config = LaunchConfig.from_json(open_sealed(key, sealed))
     done = time.perf_counter()

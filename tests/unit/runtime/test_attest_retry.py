@@ -66,3 +66,22 @@ def test_an_overloaded_cas_is_retried_until_it_answers() -> None:
 
     assert _retrying("CAS", busy_then_fine, 30, clock=fake.clock, sleep=fake.sleep) == "config"
     assert fake.slept == [0.2, 0.4]
+
+
+def test_nested_retries_share_one_budget_and_say_it_once() -> None:
+    """The attempt is retried around its steps: a spent budget is not spent again."""
+    fake = FakeClock(attempt_cost=0.05)
+    deadline = fake.clock() + 10
+
+    def attempt() -> None:
+        fake.sleep(4)  # the nonce step took 4 s before the LAS step
+        _retrying("LAS", fake.unreachable, 10, deadline=deadline, clock=fake.clock,
+                  sleep=fake.sleep)
+
+    with pytest.raises(errors.Unreachable) as info:
+        _retrying("CAS", attempt, 10, deadline=deadline, clock=fake.clock, sleep=fake.sleep)
+    waited = fake.now - 1000.0
+    assert 10 <= waited < 10.2, waited  # one budget: not 4 s plus a fresh 10 s
+    assert info.value.message == (
+        "the CAS at cas:8081 refused the connection (gave up after 10s of retries, "
+        "CLOISTER_RETRY_SECONDS=10; is the LAS running?)")
