@@ -338,15 +338,17 @@ def test_kill_9_mid_migration_then_rerun_loses_nothing(tmp_path: Path) -> None:
 # --- rotation ------------------------------------------------------------------------------
 
 
-def _under_term(state: Path, term: int) -> int:
+def _under_term(state: Path, term: int, db: sqlite3.Connection | None = None) -> int:
     """Secret blobs sealed under data key ``term`` (the blob header is public)."""
-    db = sqlite3.connect(state / "cas.db", timeout=30)
+    own = db is None
+    db = sqlite3.connect(state / "cas.db", timeout=30) if db is None else db
     try:
         header = bytes([2]) + term.to_bytes(4, "big")
         return int(db.execute("SELECT count(*) FROM secrets WHERE substr(blob, 1, 5) = ?",
                               (header,)).fetchone()[0])
     finally:
-        db.close()
+        if own:
+            db.close()
 
 
 def test_rotation_while_serving_and_kill_9_mid_rotation(tmp_path: Path) -> None:
@@ -372,11 +374,38 @@ def test_rotation_while_serving_and_kill_9_mid_rotation(tmp_path: Path) -> None:
         argv = [CLOISTER, "cas", "rotate-key", "--state", str(state)]
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while _under_term(state, 2) == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)  # until the rewrap under the new term has begun
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        killed = 0 < _under_term(state, 2) < _under_term(state, 1) + _under_term(state, 2)
+        # A fast machine rewraps the 2000 secrets (ten 200-row batches) between two polls,
+        # so the poll holds the write lock (WAL: the CAS's readers go on) and lets the
+        # rewrap commit only in short gaps: once a batch under term 2 is seen, nothing
+        # more can be committed before the kill lands.  The lock is retried by a tight
+        # loop (no busy handler, whose sleeps grow to 100 ms), so it is taken back right
+        # after each commit of the rewrap.
+        watch = sqlite3.connect(state / "cas.db", timeout=0, isolation_level=None)
+
+        def take_write_lock() -> None:
+            while True:
+                try:
+                    watch.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError:  # the rewrap holds it: commit under way
+                    time.sleep(0.0002)
+
+        try:
+            while time.monotonic() < deadline:
+                take_write_lock()
+                if _under_term(state, 2, watch) > 0:
+                    break
+                watch.execute("ROLLBACK")
+                time.sleep(0.001)  # the gap in which the rewrap may commit a batch
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            if watch.in_transaction:
+                watch.execute("ROLLBACK")
+            watch.close()
+        under = (_under_term(state, 1), _under_term(state, 2))
+        print("secrets under terms 1 and 2 when killed:", under)
+        killed = 0 < under[1] < sum(under)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert "term 3 is active" in done.stdout and "still under" not in done.stdout
@@ -384,7 +413,7 @@ def test_rotation_while_serving_and_kill_9_mid_rotation(tmp_path: Path) -> None:
         stop.set()
         thread.join()
         cas.stop()
-    assert killed, "the kill did not land in the middle of the rewrap"
+    assert killed, f"the kill did not land in the middle of the rewrap: {under}"
     assert failures == []  # readers never stopped
     store = open_store(ServerConfig(state=state, master_key_file=key_file))
     try:
