@@ -101,7 +101,7 @@ def _retrying(what: str, call: Callable[[], T], budget: float, *,
 
 
 def _quote(las: LasClient, data: bytes, program: str | None, fspf_path: str | None,
-           budget: float, deadline: float | None = None) -> bytes:
+           budget: float, *, deadline: float | None = None) -> bytes:
     def ask() -> bytes:
         answer = las.quote(data, runtime=str(runtime_dir()), program=program,
                            fspf_path=fspf_path)
@@ -140,7 +140,7 @@ def fetch_config(
         public_key = public_key_bytes_of(key)
         las = LasClient(settings.las_addr)
         evidence = _quote(las, report_data(nonce, public_key), program, fspf_path, budget,
-                          deadline)
+                          deadline=deadline)
         quoted = time.perf_counter()
         request = {
             "config_id": settings.config_id,
