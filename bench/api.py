@@ -89,7 +89,8 @@ class Setup:
             "REDIS_PORT": str(self.redis_port), "REDIS_TLS_DIR": str(self.shm),
             "REDIS_DATA_DIR": str(data_dir), "SCONE_FSPF_PATH": sealed.fspf_path,
             "SCONE_FSPF_KEY": sealed.key_hex, "SCONE_FSPF_TAG": sealed.tag_hex,
-            "SERVICE_UID": str(os.getuid()), "SERVICE_GID": str(os.getgid()),
+            "REDIS_UID": str(os.getuid()), "REDIS_GID": str(os.getgid()),
+            "API_UID": str(os.getuid()), "API_GID": str(os.getgid()),
         }
         client = plat.client()
         redis_text = (EXAMPLE / "policies" / "redis.yml").read_text()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 DATA = Path(__file__).parent / "data"
 SEED = DATA / "seed"
@@ -43,3 +48,24 @@ def disk_state(root: Path | str) -> frozenset[tuple[str, int, int]] | None:
             continue
         found.add((str(path), st.st_size, st.st_mtime_ns))
     return frozenset(found)
+
+
+def every_uid_python(venv: Path) -> str:
+    """A Python every uid can run, with this cloister (skips the test if there is none).
+
+    The test interpreter may live where another uid cannot reach it (pyenv under
+    /root): the distribution's python3 in a venv at ``venv`` (in a directory
+    others can enter) that sees this installation's packages.
+    """
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if system is None or subprocess.run(
+            [system, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+            capture_output=True, text=True).stdout.strip() != version:
+        pytest.skip(f"no /usr/bin/python3 {version} that another uid could run")
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and
+                str(p).startswith(sys.prefix))
+    (site / "cloister-test.pth").write_text(f"import site; site.addsitedir({str(ours)!r})\n")
+    return str(venv / "bin" / "python")

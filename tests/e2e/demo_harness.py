@@ -45,6 +45,8 @@ class Demo:
     tls_before: frozenset[tuple[str, int, int]] | None = None
     #: extra ``demo up`` arguments (``--store postgresql://…``)
     up_args: tuple[str, ...] = ()
+    #: how ``cloister`` is started (another interpreter: ``(python, "-m", "cloister.cli")``)
+    launcher: tuple[str, ...] = (CLOISTER,)
 
     @classmethod
     def fresh(cls, directory: Path) -> Demo:
@@ -57,7 +59,7 @@ class Demo:
 
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOISTER_", "SCONE_"))}
-        return subprocess.run([CLOISTER, *args], capture_output=True, text=True,
+        return subprocess.run([*self.launcher, *args], capture_output=True, text=True,
                               timeout=timeout, env=env)
 
     def up(self) -> subprocess.CompletedProcess[str]:

@@ -33,6 +33,7 @@ from run_harness import Platform, platform, python_measurement  # isort: skip
 
 from cloister.attest import generate_ephemeral_key, public_key_bytes_of, report_data
 from cloister.attest.simulation import sign_simulation
+from support import every_uid_python
 
 assert INTEGRATION.is_dir()  # fault_harness put the integration harness on sys.path
 NOBODY = 65534
@@ -80,24 +81,8 @@ def public() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def other_python(public: Path) -> tuple[str, str]:
-    """(interpreter, its measurement): a Python every uid can run, with this cloister.
-
-    This test interpreter may live where another uid cannot reach it (pyenv under
-    /root): the distribution's python3 in a venv that sees this installation's packages.
-    """
-    system = shutil.which("python3", path="/usr/bin:/bin")
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if system is None or subprocess.run(
-            [system, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-            capture_output=True, text=True).stdout.strip() != version:
-        pytest.skip(f"no /usr/bin/python3 {version} that another uid could run")
-    venv = public / "venv"
-    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and
-                str(p).startswith(sys.prefix))
-    (site / "cloister-test.pth").write_text(f"import site; site.addsitedir({str(ours)!r})\n")
-    python = str(venv / "bin" / "python")
+    """(interpreter, its measurement): a Python every uid can run, with this cloister."""
+    python = every_uid_python(public / "venv")
     measured = subprocess.run([python, "-m", "cloister.cli", "measure"], capture_output=True,
                               text=True, check=True).stdout.strip()
     return python, measured

@@ -44,6 +44,8 @@ class Layout:
         self.las = root / "las"
         #: the demo's LAS serves here (a socket of this demo only)
         self.las_socket = root / "las.sock"
+        #: what the services' own uids read (demo started as root): the CAS certificate
+        self.public = root / "public"
         self.identity = root / "identity"
         self.fspf = root / "fspf"
         self.fspf_source = root / "fspf.source-sha256"

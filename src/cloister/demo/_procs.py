@@ -57,9 +57,13 @@ class ProcessTable:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path,
+        user: tuple[int, int] | None = None,
     ) -> Record:
-        """Start ``argv`` in its own session (Ctrl-C reaches only the demo), output to ``log``."""
+        """Start ``argv`` in its own session (Ctrl-C reaches only the demo), output to ``log``,
+        as ``user`` (uid, gid; no supplementary groups) when it is not this process's."""
+        as_other = user is not None and user != (os.getuid(), os.getgid())
+        uid, gid = user if user is not None and as_other else (None, None)
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -67,6 +71,7 @@ class ProcessTable:
             proc = subprocess.Popen(
                 list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=fd,
                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                user=uid, group=gid, extra_groups=[] if as_other else None,
             )
         finally:
             os.close(fd)

@@ -13,7 +13,6 @@ Invariants:
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -28,6 +27,7 @@ from cloister.demo import _services as svc
 from cloister.demo._cas import DemoCAS, ensure_identity
 from cloister.demo._layout import STOP_ORDER, DemoOptions, Layout, default_app_dir, source_digest
 from cloister.demo._procs import ProcessTable
+from cloister.demo._users import ServiceUsers, hand_over, service_users
 from cloister.policy import substitute_variables
 from cloister.runtime._volumes import unmount
 
@@ -135,7 +135,7 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
     svc.wait_until(table, cas, "the CAS", cas_ready, o.ready_seconds)
     client = client_holder[0]
 
-    uid, gid = _start_las(o, layout, table, step, client)
+    users = _start_las(o, layout, table, step, client)
 
     flask_name, redis_name = layout.session_names()
     step(f"sealing {app_dir} (encrypted) into {layout.fspf}")
@@ -148,7 +148,8 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
         "API_DIR": str(layout.fspf), "API_PORT": str(o.api_port),
         "REDIS_PORT": str(o.redis_port), "REDIS_TLS_DIR": str(layout.redis_tls),
         "REDIS_DATA_DIR": str(layout.redis_data),
-        "SERVICE_UID": str(uid), "SERVICE_GID": str(gid),
+        "REDIS_UID": str(users.redis[0]), "REDIS_GID": str(users.redis[1]),
+        "API_UID": str(users.api[0]), "API_GID": str(users.api[1]),
         "SCONE_FSPF_PATH": seal[0], "SCONE_FSPF_KEY": seal[1], "SCONE_FSPF_TAG": seal[2],
     }
     step(f"storing sessions {redis_name} and {flask_name} in the CAS")
@@ -158,18 +159,18 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
 
     base = {"CLOISTER_CAS_ADDR": f"127.0.0.1:{o.cas_port}",
             "CLOISTER_LAS_ADDR": str(layout.las_socket),
-            "CLOISTER_CAS_CERT": str(layout.cas_cert)}
+            "CLOISTER_CAS_CERT": str(hand_over(layout, users))}
     step(f"starting Redis under cloister run (TLS only, port {o.redis_port})")
     shutil.rmtree(layout.redis_tls, ignore_errors=True)
     redis = table.start("redis", svc.cloister_argv("run", "--", "redis-server"),
                         svc.child_env({**base, "CLOISTER_CONFIG_ID": f"{redis_name}/redis"}),
-                        layout.logs / "redis.log")
+                        layout.logs / "redis.log", users.redis)
     svc.wait_until(table, redis, "Redis", lambda: svc.tcp_open(o.redis_port), o.ready_seconds)
 
     step(f"starting the patient API under cloister run (https://api:{o.api_port})")
     api = table.start("api", svc.cloister_argv("run"), svc.child_env({
         **base, "CLOISTER_CONFIG_ID": f"{flask_name}/flask_restapi",
-        "CLOISTER_FSPF_PATH": seal[0]}), layout.logs / "api.log")
+        "CLOISTER_FSPF_PATH": seal[0]}), layout.logs / "api.log", users.api)
     api_ca = client.public_value(flask_name, "api_ca_cert")
 
     def api_ready() -> bool:
@@ -185,8 +186,9 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
 
 
 def _start_las(o: DemoOptions, layout: Layout, table: ProcessTable, step: _Stepper,
-               client: DemoCAS) -> tuple[int, int]:
-    """Start the LAS, enrol it for the demo's sessions; the uid and gid they pin."""
+               client: DemoCAS) -> ServiceUsers:
+    """Start the LAS, enrol it for the demo's sessions; who runs (and is pinned for) each
+    service."""
     step(f"starting the LAS (quoting agent, simulation evidence) on {layout.las_socket}")
     las = table.start("las", svc.cloister_argv(
         "las", "serve", "--state", str(layout.las), "--socket", str(layout.las_socket)),
@@ -196,10 +198,15 @@ def _start_las(o: DemoOptions, layout: Layout, table: ProcessTable, step: _Stepp
     # simulation evidence counts only from a quoting key the CAS knows: the demo's
     # identity (which creates its sessions) vouches for the LAS it just started
     client.enroll_platform(_platform_id(layout), "cloister demo LAS")
-    uid, gid = os.getuid(), os.getgid()
-    step.say(f"        the sessions pin uid {uid} and gid {gid} (this user runs both services; "
-             "compose and Helm run each under its own uid)")
-    return uid, gid
+    users = service_users(layout)
+    if users.separate:
+        step.say(f"        Redis runs as uid {users.redis[0]}, the API as uid {users.api[0]}; "
+                 "their sessions pin them")
+    else:
+        step.say(f"        the sessions pin uid {users.api[0]} and gid {users.api[1]}: this user "
+                 f"runs both services ({users.shared_because}; started as root, each runs "
+                 "under its own uid, as in compose and Helm)")
+    return users
 
 
 def _platform_id(layout: Layout) -> str:

@@ -50,7 +50,7 @@ VARIABLES = {
     "MRENCLAVE_REDIS": "b" * 64, "API_DIR": "/srv/api", "API_PORT": "4996",
     "REDIS_PORT": "6379", "REDIS_TLS_DIR": "/dev/shm/x", "REDIS_DATA_DIR": "/var/redis",
     "SCONE_FSPF_PATH": "/srv/api/fspf.pb", "SCONE_FSPF_KEY": "c" * 64, "SCONE_FSPF_TAG": "d" * 32,
-    "SERVICE_UID": "1000", "SERVICE_GID": "1000",
+    "REDIS_UID": "10001", "REDIS_GID": "10001", "API_UID": "10002", "API_GID": "10002",
 }
 
 
@@ -61,7 +61,8 @@ def test_policy_templates_load_as_sessions(template: str) -> None:
     text = policy.substitute_variables((app / "policies" / template).read_text(), VARIABLES)
     session = policy.load_session(text)
     service = session.services[0]
-    assert (service.uid, service.gid) == (1000, 1000)  # the demo pins who runs it
+    pinned = {"redis.yml": (10001, 10001), "flask.yml": (10002, 10002)}[template]
+    assert (service.uid, service.gid) == pinned  # the demo pins who runs each service
     if template == "redis.yml":
         command = " ".join(service.command) if not isinstance(service.command, str) \
             else service.command
