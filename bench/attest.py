@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench import _concurrency as concurrency
@@ -83,10 +84,12 @@ security:
 """
 
 
-def start_platform(ctx: Context, name: str) -> tuple[Platform, str]:
-    """A running CAS + LAS with a session whose measurement the CAS-only attestation of
-    :func:`attest_at_cas` presents; returns the platform and config id."""
-    plat = Platform(ctx.dir(name), ctx.procs)
+def start_platform(ctx: Context, name: str,
+                   cas_args: Sequence[str] = ()) -> tuple[Platform, str]:
+    """A running CAS (``cas_args`` added to ``cloister cas serve``) + LAS with a session
+    whose measurement the CAS-only attestation of :func:`attest_at_cas` presents; returns
+    the platform and config id."""
+    plat = Platform(ctx.dir(name), ctx.procs, cas_args)
     plat.start()
     return plat, _cas_only_session(plat)
 

@@ -15,7 +15,11 @@ Bounds (the settings are in :class:`cloister.cas.Limits`):
   count per action (written when the minute ends);
 - past ``max_bytes`` the file is rotated: ``audit.log`` → ``audit.log.1`` …
   → ``audit.log.N`` (``keep``), the oldest deleted — retention is the last
-  ``max_bytes * (keep + 1)`` bytes of entries;
+  ``max_bytes * (keep + 1)`` bytes of entries.  With ``shared`` (several CAS
+  processes writing one log: ``cloister cas serve --processes N``) a process
+  rotates under a lock file (``audit.log.lock``), only if the file is still
+  over the size, and each one follows a rotation made by another before its
+  next entry;
 - when the disk is full, entries wait in memory (up to ``backlog``; beyond
   that they are counted, and the count is written when space returns) and are
   written, in order, once a write succeeds again.  Meanwhile
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import fcntl
 import json
 import os
 import threading
@@ -77,6 +82,7 @@ class AuditLog:
         anonymous_per_minute: int = 60,
         backlog: int = 10_000,
         clock: Callable[[], float] = time.time,
+        shared: bool = False,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -95,11 +101,27 @@ class AuditLog:
         self._timer: threading.Timer | None = None
         self._fd = -1
         self._size = 0
+        self._inode = 0
+        self._shared = shared
         self._open()
 
     def _open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        self._size, self._inode = st.st_size, st.st_ino
+
+    def _follow(self) -> None:
+        """Shared log: reopen when another process rotated ``audit.log`` away."""
+        try:
+            moved = os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            os.close(self._fd)
+            self._fd = -1
+            self._open()
+        else:
+            self._size = os.fstat(self._fd).st_size
 
     # --- entries --------------------------------------------------------------------
 
@@ -229,8 +251,13 @@ class AuditLog:
     def _append(self, line: bytes) -> None:
         if self._fd < 0:
             raise OSError(errno.EBADF, "the audit log is closed")
+        if self._shared:
+            self._follow()
         if self._size + len(line) > self.max_bytes and self._size > 0:
-            self._rotate()
+            if self._shared:
+                self._rotate_shared(len(line))
+            else:
+                self._rotate()
         data = (b"\n" + line) if self._torn else line
         written = 0
         try:
@@ -252,6 +279,18 @@ class AuditLog:
                 os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         self._open()
+
+    def _rotate_shared(self, needed: int) -> None:
+        """:meth:`_rotate` under the lock file, if no other process rotated meanwhile."""
+        lock = os.open(self.path.with_name(self.path.name + ".lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._follow()
+            if self._size > 0 and self._size + needed > self.max_bytes:
+                self._rotate()
+        finally:
+            os.close(lock)  # closing releases the lock
 
     def close(self) -> None:
         with self._lock:

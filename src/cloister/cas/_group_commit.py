@@ -7,8 +7,10 @@ function of the connection that reads and writes inside a transaction.
 1. the first waiting thread becomes the *leader*; the others wait on a
    condition (not in SQLite's busy handler, which sleeps in steps of up to
    100 ms and lets the lock go idle);
-2. the leader takes up to ``max_batch`` queued units, opens one ``BEGIN
-   IMMEDIATE`` transaction and runs each unit in its own ``SAVEPOINT``; a
+2. the leader takes up to ``max_batch`` queued units, takes the store's
+   writer lock file (``flock``: CAS processes sharing the file queue in the
+   kernel, not in SQLite's busy handler), opens one ``BEGIN IMMEDIATE``
+   transaction and runs each unit in its own ``SAVEPOINT``; a
    unit that raises is rolled back to its savepoint alone and gets its
    exception, the others are unaffected.  Units run one after the other, so
    each sees the units before it as committed — the outcome is that of
@@ -30,9 +32,11 @@ fsync grow with the load.  One client alone waits for nobody.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -63,9 +67,16 @@ class GroupCommit:
     """Runs units of work (module steps) on ``connect()``'s connection of the leader thread."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], *,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, lock_file: str | None = None) -> None:
         self._connect = connect
         self._max_batch = max_batch
+        #: the writer lock shared with other processes (-1: this process only).  It only
+        #: orders the writers; SQLite's own locking keeps them correct without it, so a
+        #: lock file that cannot be made (a read-only copy of the state) is done without
+        self._lock_fd = -1
+        if lock_file is not None:
+            with contextlib.suppress(OSError):
+                self._lock_fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._queue: list[_Unit[Any]] = []
         self._leading = False
         self._cv = threading.Condition()
@@ -89,7 +100,8 @@ class GroupCommit:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
                 try:
-                    self._commit(batch)
+                    with self._process_lock():
+                        self._commit(batch)
                 finally:
                     with self._cv:
                         for done in batch:
@@ -102,6 +114,23 @@ class GroupCommit:
                 self._leading = False
                 self._cv.notify_all()
         return unit.outcome()
+
+    @contextlib.contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """The writer lock file, held by the leader for its batch (step 2)."""
+        if self._lock_fd < 0:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
         """Steps 2 and 3 for ``batch``; every unit ends with a result or an error."""

@@ -8,11 +8,14 @@ is of an earlier release (``cloister cas migrate-state``).  A ``file`` or
 (:mod:`cloister.cas._unseal`) until K shares arrive, then the same process
 switches to the full app and to its real server key — the TLS identity is
 the same across restarts and unseals.  The state directory itself is 0700.
+With ``processes`` > 1 (``file`` seal) several CAS processes serve one port
+(:mod:`cloister.cas._processes`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import threading
@@ -38,6 +41,7 @@ from cloister.cas._keygen import KeyPool
 from cloister.cas._limits import Limits
 from cloister.cas._metrics import Metrics
 from cloister.cas._nonces import NonceIssuer, nonce_key
+from cloister.cas._processes import Siblings, check_seal, per_process
 from cloister.cas._ratelimit import RateLimiter
 from cloister.cas._rollback import NvCounterGuard
 from cloister.cas._routes import Auth, Route, route_table
@@ -83,6 +87,10 @@ class ServerConfig:
     #: attestation collateral (certificates, TCB info, CRLs; ``trusted-roots/`` adds roots)
     #: read once at start and given to every verifier
     collateral: Path | None = None
+    #: CAS processes serving ``listen`` together (``SO_REUSEPORT``; ``file`` seal only)
+    processes: int = 1
+    #: which of them this one is (0: the first, which starts the others)
+    process_index: int = 0
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -177,11 +185,11 @@ def build_context(
     return ctx
 
 
-def open_audit(path: Path, limits: Limits) -> AuditLog:
+def open_audit(path: Path, limits: Limits, *, shared: bool = False) -> AuditLog:
     return AuditLog(
         path, max_bytes=limits.audit_max_bytes, keep=limits.audit_keep,
         field_max=limits.audit_field_max, anonymous_per_minute=limits.audit_anonymous_per_minute,
-        backlog=limits.audit_backlog,
+        backlog=limits.audit_backlog, shared=shared,
     )
 
 
@@ -200,11 +208,15 @@ class CASServer:
 
     def __init__(self, config: ServerConfig, engine: SecretEngine | None = None) -> None:
         self.config = config
-        limits = config.limits
+        #: this process's share of the limits (all of them with one process)
+        self.limits = limits = per_process(config.limits, config.processes)
         self._creators = read_creators(config.creators_file) if config.creators_file else None
         prepare_state(config.state)
         self.seal: SealConfig = require_current(config.state)
-        self.audit = open_audit((config.audit_dir or config.state) / AUDIT_FILE, limits)
+        check_seal(self.seal.type, config.processes)
+        self.audit = open_audit((config.audit_dir or config.state) / AUDIT_FILE, limits,
+                                shared=config.processes > 1)
+        self._siblings: Siblings | None = None
         self.keys = KeyPool(limits.keygen_processes, limits.keygen_budget,
                             limits.max_keygen_requests)
         self.engine = engine or default_engine(self.keys)
@@ -227,6 +239,7 @@ class CASServer:
         self.app = _Switch(app)
         server = GatedServer(
             config.listen, self.app, limits, request_queue_size=128, server_name="cloister-cas",
+            reuse_port=config.processes > 1,
         )
         self.tls = ClientCertAdapter(cert, key_pem)
         server.ssl_adapter = self.tls
@@ -247,6 +260,8 @@ class CASServer:
         metrics.gauge("cloister_cas_header_timeouts", "Connections closed for not sending "
                       "their request head within header_deadline, since start.",
                       lambda: server.gate.timed_out)
+        metrics.gauge("cloister_cas_process_id", "The id of the CAS process that answered "
+                      "(with --processes N, one of N).", os.getpid)
 
     @property
     def sealed(self) -> bool:
@@ -284,7 +299,7 @@ class CASServer:
             raise
         self.store, self.identity = store, identity
         self.context = build_context(
-            store, self.audit, self.engine, identity, limits=config.limits,
+            store, self.audit, self.engine, identity, limits=self.limits,
             creators=self._creators, nonce_key=nonce_key(store.keyring),
         )
         self.context.extensions["keyring"] = store.keyring
@@ -324,8 +339,13 @@ class CASServer:
         self._thread.start()
         host, port = self.address
         _log.info("CAS listening on https://%s:%d (state %s)", host, port, self.config.state)
+        if self.config.processes > 1 and self.config.process_index == 0:
+            self._siblings = Siblings(self.config, port)
+            self._siblings.start()
 
     def stop(self) -> None:
+        if self._siblings is not None:
+            self._siblings.stop()
         self.keys.close()  # first: requests generating keys end, so their workers do
         self.http.stop()
         if self._thread is not None:
@@ -351,6 +371,8 @@ class CASServer:
             while not done.wait(1.0):
                 if self._thread is not None and not self._thread.is_alive():
                     raise errors.StoreError("the CAS HTTP server stopped unexpectedly")
+                if self._siblings is not None:
+                    self._siblings.check()
         finally:
             self.stop()
 

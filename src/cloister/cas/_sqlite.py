@@ -167,7 +167,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._group = GroupCommit(self._conn)
+        self._group = GroupCommit(self._conn, lock_file=f"{path}.lock")
         if not path.exists():
             # create it 0600 ourselves; SQLite gives -wal/-shm the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -458,6 +458,7 @@ class SqliteStore:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+        self._group.close()
         self._local = threading.local()
 
 

@@ -72,6 +72,9 @@ def _add_serve(cas_sub: Any) -> None:
     )
     p.add_argument("--threads", type=bounded_int(1, 1024, "threads"), default=None,
                    help="worker threads (default 64; the same as --limit workers=N)")
+    p.add_argument("--processes", type=bounded_int(1, 64, "processes"), default=1,
+                   help="CAS processes sharing the port (SO_REUSEPORT), so that more than "
+                   "one core serves; file seal only (default 1)")
     p.add_argument(
         "--limit", action="append", default=[], metavar="NAME=VALUE",
         help="change one protective limit, e.g. --limit nonce_rate=100 (repeatable; the "
@@ -147,6 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
         creators_file=args.creators,
         audit_dir=args.audit_dir,
         collateral=args.collateral,
+        processes=args.processes,
     )
     CASServer(config).serve_forever()
     return 0

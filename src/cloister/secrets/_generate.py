@@ -6,7 +6,9 @@ Steps of :func:`generate`:
 3. order the secrets so that a private key precedes its certificate and an
    issuer precedes its subjects; a cycle is an error naming it;
 4. for each secret: keep the previous value where the update rules allow,
-   else read its explicit ``value``, else generate it.
+   else read its explicit ``value``, else generate it.  Keys and certificates
+   made in this call are kept as objects too (:class:`_Objects`), so a
+   certificate's key and issuer are not parsed back from the PEM just written.
 
 Update rules (SCONE's, for a session update): ascii and binary values are kept
 when the previous version had a generated secret of the same name, kind and
@@ -22,6 +24,8 @@ import string
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
+
+from cryptography import x509
 
 from cloister.errors import PolicyError
 from cloister.policy._model import DEFAULT_SIZE, Secret, SecretKind
@@ -68,9 +72,11 @@ def generate(
     if problems:
         raise PolicyError(problems[0], details=problems[1:])
     keep = _Keeper(existing, previous)
+    objects = _Objects(values)
     for secret in _dependency_order(secrets, by_name):
         if secret.name not in values:
-            values[secret.name] = keep.value(secret) or _make(secret, values, when, make_key)
+            values[secret.name] = keep.value(secret) or _make(secret, values, when, make_key,
+                                                              objects)
     return {s.name: values[s.name] for s in secrets}
 
 
@@ -183,6 +189,36 @@ def _dependency_order(secrets: Sequence[Secret], by_name: Mapping[str, Secret]) 
     return order
 
 
+class _Objects:
+    """The parsed key and certificate of each value by secret name: made here, or parsed
+    once from the (kept, imported) PEM when first needed."""
+
+    def __init__(self, values: Mapping[str, SecretValue]) -> None:
+        self._values = values
+        self._keys: dict[str, _keys.PrivateKey] = {}
+        self._certs: dict[str, x509.Certificate] = {}
+
+    def key(self, name: str) -> _keys.PrivateKey:
+        key = self._keys.get(name)
+        if key is None:
+            key_pem = self._values[name].key_pem
+            assert key_pem is not None  # callers check that the value holds a key
+            key = self._keys[name] = _keys.load_pem(key_pem)
+        return key
+
+    def cert(self, name: str) -> x509.Certificate:
+        cert = self._certs.get(name)
+        if cert is None:
+            cert = self._certs[name] = self._values[name].certificate_object()
+        return cert
+
+    def made(self, name: str, key: _keys.PrivateKey,
+             cert: x509.Certificate | None = None) -> None:
+        self._keys[name] = key
+        if cert is not None:
+            self._certs[name] = cert
+
+
 class _Keeper:
     """Decides which values of the previous session version survive the update."""
 
@@ -217,6 +253,7 @@ class _Keeper:
 def _make(
     secret: Secret, values: Mapping[str, SecretValue], now: datetime,
     make_key: Callable[[str | None], _keys.PrivateKey] = _keys.generate_key,
+    objects: _Objects | None = None,
 ) -> SecretValue:
     kind = secret.kind
     size = secret.size or DEFAULT_SIZE
@@ -236,11 +273,14 @@ def _make(
             key = _keys.parse_explicit(secret.value, secret.name, secret.key_type)
         else:
             key = make_key(secret.key_type)
+        if objects is not None:
+            objects.made(secret.name, key)
         return SecretValue.private_key(_keys.to_pem(key))
     assert kind in (SecretKind.X509, SecretKind.X509_CA)
+    objects = objects or _Objects(values)
     if secret.value is not None:
-        return _explicit_certificate(secret, values)
-    return _new_certificate(secret, values, now)
+        return _explicit_certificate(secret, values, objects)
+    return _new_certificate(secret, values, now, objects)
 
 
 def _parse_hex(secret: Secret) -> bytes:
@@ -257,15 +297,14 @@ def _parse_hex(secret: Secret) -> bytes:
     return data
 
 
-def _private_key_of(secret: Secret, values: Mapping[str, SecretValue]) -> _keys.PrivateKey | None:
+def _private_key_of(secret: Secret, objects: _Objects) -> _keys.PrivateKey | None:
     if secret.private_key is None:
         return None
-    key_pem = values[secret.private_key].key_pem
-    assert key_pem is not None  # a private-key value always holds its key
-    return _keys.load_pem(key_pem)
+    return objects.key(secret.private_key)  # a private-key value always holds its key
 
 
-def _issuer_of(secret: Secret, values: Mapping[str, SecretValue]) -> _x509.Issuer | None:
+def _issuer_of(secret: Secret, values: Mapping[str, SecretValue],
+               objects: _Objects) -> _x509.Issuer | None:
     if secret.issuer is None:
         return None
     value = values[secret.issuer]
@@ -276,27 +315,31 @@ def _issuer_of(secret: Secret, values: Mapping[str, SecretValue]) -> _x509.Issue
             details=["import the CA together with its private key, or give this "
                      "certificate an explicit value"],
         )
-    return _x509.Issuer(value.certificate_object(), _keys.load_pem(value.key_pem), value.chain)
+    assert value.cert_pem is not None
+    return _x509.Issuer(objects.cert(secret.issuer), objects.key(secret.issuer), value.chain,
+                        value.cert_pem)
 
 
 def _new_certificate(
-    secret: Secret, values: Mapping[str, SecretValue], now: datetime
+    secret: Secret, values: Mapping[str, SecretValue], now: datetime, objects: _Objects,
 ) -> SecretValue:
-    key = _private_key_of(secret, values)
-    assert key is not None  # the model requires private_key when there is no value
-    issuer = _issuer_of(secret, values)
+    key = _private_key_of(secret, objects)
+    assert key is not None and secret.private_key is not None  # required without a value
+    issuer = _issuer_of(secret, values, objects)
     cert = _x509.issue(secret, key, issuer, now)
+    objects.made(secret.name, key, cert)
     chain = () if issuer is None else (issuer.pem, *issuer.chain)
     return SecretValue.certificate(
-        _x509.cert_pem(cert), key_pem=_keys.to_pem(key), chain=chain,
+        _x509.cert_pem(cert), key_pem=values[secret.private_key].key_pem, chain=chain,
         ca=secret.kind is SecretKind.X509_CA,
     )
 
 
-def _explicit_certificate(secret: Secret, values: Mapping[str, SecretValue]) -> SecretValue:
+def _explicit_certificate(secret: Secret, values: Mapping[str, SecretValue],
+                          objects: _Objects) -> SecretValue:
     assert secret.value is not None
     given = _x509.parse_explicit(secret.value, secret)
-    key = _private_key_of(secret, values)
+    key = _private_key_of(secret, objects)
     if key is not None and not _x509.same_public_key(given.cert, key):
         raise PolicyError(
             f"explicit value of secret {secret.name!r} does not match its private_key "

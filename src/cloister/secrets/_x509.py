@@ -51,10 +51,12 @@ class Issuer:
     cert: x509.Certificate
     key: PrivateKey
     chain: tuple[str, ...]
+    #: ``cert`` as PEM, when the caller has it already
+    known_pem: str | None = None
 
     @property
     def pem(self) -> str:
-        return cert_pem(self.cert)
+        return self.known_pem if self.known_pem is not None else cert_pem(self.cert)
 
 
 def cert_pem(cert: x509.Certificate) -> str:

@@ -77,3 +77,23 @@ def test_a_full_disk_holds_entries_refuses_durable_ones_and_recovers(
     log.record(caller="k", action="create", session="after", decision="allow")
     log.close()
     assert [e["session"] for e in _entries(tmp_path / "audit.log")] == ["held", "after"]
+
+
+def test_processes_sharing_a_log_rotate_it_once_and_lose_no_entry(tmp_path: Path) -> None:
+    # two CAS processes (cloister cas serve --processes 2) append to one audit.log
+    path = tmp_path / "audit.log"
+    one = AuditLog(path, max_bytes=2000, keep=50, shared=True)
+    two = AuditLog(path, max_bytes=2000, keep=50, shared=True)
+    for i in range(120):
+        (one if i % 3 else two).record(caller="c" * 64, action="read", session=f"s{i}",
+                                       decision="allow")
+    one.close()
+    two.close()
+    rotated = [p for p in tmp_path.glob("audit.log.*") if p.suffix[1:].isdigit()]
+    files = [*sorted(rotated, key=lambda p: -int(p.suffix[1:])), path]  # oldest first
+    sessions = [json.loads(line)["session"] for f in files
+                for line in f.read_text().splitlines()]
+    assert sessions == [f"s{i}" for i in range(120)], "entries lost or out of order"
+    assert all(f.stat().st_size <= 2000 for f in files), "a file grew past max_bytes"
+    # each rotation moved a full file: no process rotated a file another had just begun
+    assert len(files) > 3 and all(f.stat().st_size > 2000 - 400 for f in files[:-1])
