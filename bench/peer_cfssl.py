@@ -52,7 +52,7 @@ def run(ctx: Context) -> list[Figure]:
     cas = Job("session", plat.cas_port, str(plat.cas_cert), str(cert), str(key),
               seconds=seconds, payload=SESSION)
     attest = Job("attest", plat.cas_port, str(plat.cas_cert), str(cert), str(key),
-                 seconds=seconds, payload=config_id, las_addr=plat.las_addr,
+                 seconds=seconds, payload=config_id, las_state=str(plat.las_state),
                  measurement=measure())
     missing = have("cfssl")
     peer = None if missing else _start_cfssl(ctx, cert, key, seconds)
