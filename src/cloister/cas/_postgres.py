@@ -155,6 +155,12 @@ CREATE TRIGGER secrets_append_only BEFORE UPDATE OR DELETE ON secrets
     FOR EACH ROW EXECUTE FUNCTION cloister_blob_only();
 DELETE FROM meta WHERE key = 'key_check';
 """),
+    Migration(6, "session names per creator, counted as they are created (the quota)", """
+CREATE TABLE creator_sessions (creator_key_hash TEXT PRIMARY KEY, sessions BIGINT NOT NULL);
+INSERT INTO creator_sessions
+    SELECT creator_key_hash, count(DISTINCT name) FROM session_versions
+    GROUP BY creator_key_hash;
+"""),
 )
 #: serializes the first write, which creates the head row
 _HEAD_LOCK = 0x636C6F6973686564  # "cloished"
@@ -356,6 +362,9 @@ class PostgresStore:
             if taken != 1:
                 raise name_taken(version.name)
             self._insert(db, version, secrets, head)
+            db.execute("INSERT INTO creator_sessions VALUES (%s, 1) ON CONFLICT "
+                       "(creator_key_hash) DO UPDATE SET sessions = creator_sessions.sessions + 1",
+                       (version.creator_key_hash,))
         self._run(work, write=True)
 
     def update(self, version: StoredVersion, secrets: Mapping[str, bytes],
@@ -416,7 +425,7 @@ class PostgresStore:
 
     def sessions_created_by(self, creator_key_hash: str) -> int:
         row = self._run(lambda db: db.execute(
-            "SELECT count(DISTINCT name) FROM session_versions WHERE creator_key_hash=%s",
+            "SELECT sessions FROM creator_sessions WHERE creator_key_hash=%s",
             (creator_key_hash,)).fetchone(), write=False)
         return int(row[0]) if row else 0
 

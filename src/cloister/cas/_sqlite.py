@@ -20,9 +20,13 @@ each migration one transaction, applied in order when the store is opened:
    ``current_sessions``, ``secrets`` (a store of before versioned schemas
    holds exactly this, hence ``IF NOT EXISTS``);
 2. ``spent_nonces`` (and ``service_keys``, unused since version 3);
-3. ``session_versions.text`` becomes ``sealed_text`` (a blob; rows of a
+3. an index of versions by creator; 4. ``claims`` (leases, used OTPs);
+5. ``session_versions.text`` becomes ``sealed_text`` (a blob; rows of a
    first-release store keep their plaintext until ``cloister cas
-   migrate-state`` rewraps them), and the triggers allow blob rewrapping.
+   migrate-state`` rewraps them), and the triggers allow blob rewrapping;
+6. ``creator_sessions``: session names per creator, counted from the history
+   once and then by every create (the per-creator quota reads one row, not
+   the creator's whole history).
 """
 
 from __future__ import annotations
@@ -113,6 +117,12 @@ CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT 
 CREATE INDEX claims_expiry ON claims (until);
 """),
     Migration(5, "sealed session texts; blobs may be rewrapped (key rotation)", _V5),
+    Migration(6, "session names per creator, counted as they are created (the quota)", """
+CREATE TABLE creator_sessions (creator_key_hash TEXT PRIMARY KEY, sessions INTEGER NOT NULL);
+INSERT INTO creator_sessions
+    SELECT creator_key_hash, count(DISTINCT name) FROM session_versions
+    GROUP BY creator_key_hash;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -257,6 +267,9 @@ class SqliteStore:
             self._insert(db, version, secrets, head)
             db.execute("INSERT INTO current_sessions VALUES (?,?)",
                        (version.name, version.hash))
+            db.execute("INSERT INTO creator_sessions VALUES (?, 1) ON CONFLICT "
+                       "(creator_key_hash) DO UPDATE SET sessions = creator_sessions.sessions + 1",
+                       (version.creator_key_hash,))
         self._write(work)
 
     def update(
@@ -288,12 +301,12 @@ class SqliteStore:
         """Number of session names whose creator is ``creator_key_hash``."""
         try:
             row = self._conn().execute(
-                "SELECT count(DISTINCT name) FROM session_versions WHERE creator_key_hash=?",
+                "SELECT sessions FROM creator_sessions WHERE creator_key_hash=?",
                 (creator_key_hash,),
             ).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
-        return int(row[0])
+        return 0 if row is None else int(row[0])
 
     # --- reads -------------------------------------------------------------
 

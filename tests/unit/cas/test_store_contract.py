@@ -384,3 +384,31 @@ def test_a_claim_is_exclusive_across_replicas_until_it_expires(
     assert one.claim("singleton/s/app", "h3", until=140, now=122) is True
     assert two.extend("singleton/s/app", "h3", until=150, now=139) is True
     assert two.extend("singleton/s/app", "h3", until=160, now=151) is False  # expired
+
+
+def test_session_names_are_counted_per_creator(opened: Callable[[], Store]) -> None:
+    one, two = opened(), opened()
+    assert one.sessions_created_by("c" * 64) == 0
+    one.create(rec("a", "1" * 64), {})
+    two.create(rec("b", "2" * 64), {})
+    one.update(rec("a", "3" * 64, "1" * 64), {})  # a new version is not a new name
+    other = SessionRecord("c", "4" * 64, None, "name: c\n", "d" * 64, "PEM", 1.0)
+    one.create(other, {})
+    with pytest.raises(errors.Conflict):
+        two.create(rec("a", "5" * 64), {})  # refused: not counted
+    results = race(8, lambda i: (one, two)[i % 2].create(rec(f"r{i}", f"{i + 6:064x}"), {}))
+    assert results == ["ok"] * 8
+    assert two.sessions_created_by("c" * 64) == 2 + 8
+    assert one.sessions_created_by("d" * 64) == 1
+
+
+def test_a_store_of_before_the_count_gets_it_from_its_history(
+        backend: Backend, opened: Callable[[], Store]) -> None:
+    store = opened()
+    for i in range(3):
+        store.create(rec(f"s{i}", f"{i + 1:064x}"), {})
+    store.update(rec("s0", "f" * 64, f"{1:064x}"), {})
+    store.close()
+    backend.raw("DROP TABLE creator_sessions")  # as schema version 5 left it
+    backend.raw("DELETE FROM schema_version WHERE version = 6")
+    assert opened().sessions_created_by("c" * 64) == 3
