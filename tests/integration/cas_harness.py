@@ -75,13 +75,16 @@ def key_file_of(state: Path) -> Path:
 
 class CAS:
     def __init__(self, state: Path, log: Path, extra_args: tuple[str, ...] = (),
-                 *, seal_args: tuple[str, ...] = (), wait_ready: bool = True) -> None:
+                 *, seal_args: tuple[str, ...] = (), wait_ready: bool = True,
+                 init: bool = True) -> None:
         self.state = state
         self.log = log
         self.port = free_port()
         self.extra_args = extra_args
         #: ``cloister cas init`` arguments used on a state directory not initialised yet
         self.seal_args = seal_args
+        #: False: start() runs no ``cloister cas init`` (``cas serve --init-file-seal`` does)
+        self.init = init
         #: wait for /healthz 200 in start() (False: a sealed CAS, wait for its 503)
         self.wait_ready = wait_ready
         self.init_output = ""
@@ -92,7 +95,8 @@ class CAS:
         return f"https://localhost:{self.port}"
 
     def start(self) -> None:
-        if not (self.state / "seal.json").exists() and not (self.state / "master.key").exists():
+        if self.init and not (self.state / "seal.json").exists() \
+                and not (self.state / "master.key").exists():
             self.init_output = init_state(self.state, *self.seal_args)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -103,6 +103,41 @@ def test_one_identity_and_a_write_on_one_replica_reads_back_on_the_other(
     assert b.curl("/v1/sessions/written-on-a", identity=owner).status == 200
 
 
+def test_replicas_initialised_each_on_its_own_with_one_key_are_one_cas(
+        tmp_path: Path, cluster: PostgresCluster, owner: Identity) -> None:
+    """As the Helm chart starts them: every replica at once (a Parallel StatefulSet), each
+    on an empty state directory of its own, ``cas serve --init-file-seal`` with its copy
+    of one master key (the Secret): one seal, one keyring, one identity."""
+    url = cluster.url(cluster.new_database("init_parallel"))
+    key = os.urandom(32)
+    cas = []
+    for i in range(3):
+        key_file = tmp_path / f"keys-{i}" / "master.key"
+        key_file.parent.mkdir()
+        key_file.write_bytes(key)
+        key_file.chmod(0o600)
+        cas.append(CAS(tmp_path / f"state-{i}", tmp_path / f"cas-{i}.log",
+                       ("--store", url, "--init-file-seal", str(key_file)), init=False))
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(CAS.start, cas))
+    try:
+        seals = [json.loads((c.state / "seal.json").read_text()) for c in cas]
+        assert len({s["seal_id"] for s in seals}) == 1, seals
+        assert len({(c.state / "cas-ca.pem").read_bytes() for c in cas}) == 1
+        created = _create(cas[0], owner, "written-on-0")
+        assert created.status == 201, created.body
+        for other in cas[1:]:
+            read = other.curl("/v1/sessions/written-on-0", identity=owner)
+            assert read.status == 200 and read.json()["hash"] == created.json()["hash"]
+        cas[2].stop()
+        cas[2].start()  # a restart unseals with the same key: still the same CAS
+        assert (cas[2].state / "cas-ca.pem").read_bytes() == (cas[0].state / "cas-ca.pem") \
+            .read_bytes()
+    finally:
+        for c in cas:
+            c.stop()
+
+
 def test_concurrent_updates_to_two_replicas_exactly_one_wins(
         replicas: Replicas, owner: Identity) -> None:
     created = _create(replicas.cas[0], owner, "contended")

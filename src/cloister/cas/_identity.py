@@ -21,6 +21,7 @@ import datetime as dt
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ LEGACY_SERVER_KEY = "cas-server-key.pem"
 _CA_LIFETIME = dt.timedelta(days=3650)
 _SERVER_LIFETIME = dt.timedelta(days=825)
 _RENEW_BEFORE = dt.timedelta(days=30)
+#: how long an init that lost the race for a shared store's identity waits for the rest of it
+_IDENTITY_WAIT_S = 10.0
 
 _CA_KEY, _SERVER_KEY = "identity/ca-key", "identity/server-key"
 _CA_CERT, _SERVER_CHAIN = "identity/ca-cert", "identity/server-chain"
@@ -182,11 +185,22 @@ def create_identity(store: SealedStore, state: Path, names: Iterable[str] = (),
     if store.get_sealed(_CA_KEY) is None:
         ca_key, ca_cert = new_ca()
         srv_key, srv_cert = _new_server(ca_key, ca_cert, wanted)
-        import_identity(store, _key_pem(ca_key), _pem(ca_cert), _key_pem(srv_key),
-                        _pem(srv_cert) + _pem(ca_cert))
+        try:
+            import_identity(store, _key_pem(ca_key), _pem(ca_cert), _key_pem(srv_key),
+                            _pem(srv_cert) + _pem(ca_cert))
+        except errors.Conflict:
+            # another replica initialising the same shared store won the CA key (the
+            # first write): its identity is the CAS's; it writes the rest right after
+            _wait_for_identity(store)
     if sealed_mode:
         write_sealed_mode_identity(store, state, wanted)
     return load_identity(store, state, names)
+
+
+def _wait_for_identity(store: SealedStore, timeout_s: float = _IDENTITY_WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while store.get_sealed(_SERVER_CHAIN) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def write_sealed_mode_identity(store: SealedStore, state: Path, names: list[str]) -> None:

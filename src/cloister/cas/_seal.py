@@ -1,7 +1,8 @@
 """The seal of the master key, chosen at ``cloister cas init`` and kept in ``STATE/seal.json``.
 
 ``seal.json`` holds no secret: the seal's type and parameters, a random
-``seal_id`` naming this CAS's seal, and a check value (an HMAC of the seal
+``seal_id`` naming this CAS's seal (for a key file the operator provides, derived
+from the key: :func:`file_seal_id`), and a check value (an HMAC of the seal
 id under a key derived from the master key) that tells a right master key
 from a wrong one.  The master key itself is never written in plaintext:
 
@@ -85,6 +86,14 @@ class SealConfig:
 
 def new_seal_id() -> str:
     return os.urandom(_SEAL_ID_BYTES).hex()
+
+
+def file_seal_id(master_key: bytes) -> str:
+    """The seal id of an operator-provided key file: derived from the key, so that every
+    state directory initialised with one key — replicas of one PostgreSQL store, each
+    initialised on its own (``cas serve --init-file-seal``) — has one seal and opens
+    one keyring.  A one-way derivation: it tells nothing of the key."""
+    return hkdf(master_key, b"cloister file seal id v1")[:_SEAL_ID_BYTES].hex()
 
 
 def new_master_key() -> bytes:

@@ -156,11 +156,13 @@ def init_state(state: Path, opts: SealOptions, *, store_url: str = "sqlite",
         raise errors.ConfigError(f"the CAS state {state} is already initialised",
                                  details=["a CAS is initialised once; to start afresh, use a "
                                           "new --state directory"])
-    master_key = _seal.new_master_key()
+    master_key, seal_id = _seal.new_master_key(), _seal.new_seal_id()
     if opts.seal == "file" and opts.key_file is not None and opts.key_file.exists():
-        # an operator-provided key (e.g. a mounted secret) becomes the master key
+        # an operator-provided key (e.g. a mounted secret) becomes the master key, and
+        # names the seal: replicas initialised with it on their own share one seal
         master_key = read_key_file(_seal.check_outside(state, opts.key_file))
-    config = _create_seal(state, opts, master_key, _seal.new_seal_id())
+        seal_id = _seal.file_seal_id(master_key)
+    config = _create_seal(state, opts, master_key, seal_id)
     backend = open_backend(state, store_url)
     try:
         store = SealedStore(backend, Keyring(master_key, backend, seal_id=config.seal_id))
