@@ -74,12 +74,40 @@ def test_api_image_keeps_the_seal_output_out_of_its_layers() -> None:
     final = api[-1]
     assert final[0].endswith("AS api")
     copies = [line for line in final if line.upper().startswith("COPY")]
-    assert copies == ["COPY --from=seal --chown=0:0 /fspf/encrypted-files /fspf/encrypted-files"]
+    # from the seal stage only the sealed tree; from the context only the public requirements
+    assert copies == ["COPY requirements.txt /usr/local/share/cloister/requirements.txt",
+                      "COPY --from=seal --chown=0:0 /fspf/encrypted-files /fspf/encrypted-files"]
     seal_run = " ".join(names["seal"])
     # seal.txt lives in /out (0700), outside the tree that is copied on; the log never
     # shows it; the tree is sealed with umask 022 so that the API's user can read it
     assert "> /out/seal.txt" in seal_run and "install -d -m 0700 -o 10001 -g 10001 /out" in seal_run
     assert "umask 022" in seal_run and "umask 077" not in seal_run
+
+
+def _generated_dockerfile() -> tuple[str, str]:
+    from cloister.transform._artifacts import dockerfile  # noqa: PLC0415
+
+    return "cloister transform", dockerfile("/fspf/encrypted-files/app")
+
+
+@pytest.mark.parametrize("name_text", [*((p.parent.name, p.read_text()) for p in DOCKERFILES),
+                                       _generated_dockerfile()], ids=lambda nt: nt[0])
+def test_every_bind_mounted_build_input_is_keyed_by_a_copy(name_text: tuple[str, str]) -> None:
+    """buildah (podman build) keys a RUN's cache on its text, not on what it bind-mounts:
+    a RUN that bind-mounts a stage must follow a COPY from that stage (its content keys
+    the layers after it), and build-context files are copied, never bind-mounted."""
+    name, text = name_text
+    for stage in stages(text):
+        for i, line in enumerate(stage):
+            for mount in re.findall(r"--mount=(\S+)", line):
+                opts = dict(o.partition("=")[::2] for o in mount.split(","))
+                if opts.get("type") != "bind":
+                    continue
+                source = opts.get("from")
+                assert source, f"{name}: {line!r} bind-mounts the build context: COPY it"
+                assert any(c.upper().startswith(f"COPY --FROM={source.upper()} ")
+                           for c in stage[:i]), \
+                    f"{name}: {line!r} bind-mounts {source} with no COPY from it before"
 
 
 def test_dockerignore_excludes_keys_and_caches() -> None:

@@ -24,8 +24,9 @@ ARG RUNTIME_IMAGE={runtime_image}
 FROM ${{RUNTIME_IMAGE}}
 USER root
 # third-party dependencies are public: installed in the clear, outside the sealed tree
-RUN --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \\
-    pip install --no-cache-dir -r /tmp/requirements.txt
+# (copied, not bind-mounted: podman's build cache would not see a changed requirements.txt)
+COPY requirements.txt /usr/local/share/cloister/requirements.txt
+RUN pip install --no-cache-dir -r /usr/local/share/cloister/requirements.txt
 COPY --chown=0:0 app {app_path}
 USER 10001:10001
 # no CMD: `cloister run` starts the policy's command
