@@ -15,15 +15,17 @@ import yaml
 from deploy_support import CHART, helm, kubernetes_validate
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+#: the CAS's master key (its file seal) comes from this Secret
+MASTER_KEY = "cas.masterKeySecret=cas-master-key"
 SEED = ["image=registry.example/patients-api:1", "scone.flask_session=flask-s/flask_restapi",
-        "scone.redis_session=redis-s/redis"]
+        "scone.redis_session=redis-s/redis", MASTER_KEY]
 
 VALUE_SETS: dict[str, list[str]] = {
     "default": SEED,
     "loadbalancer-3-replicas": [*SEED, "service.type=LoadBalancer", "replicaCount=3"],
     "external-cas": [*SEED, "cas.enabled=false", "las.enabled=false",
                      "scone.cas=cas.example.org:8081"],
-    "platform-only": ["api.enabled=false", "redis.enabled=false"],
+    "platform-only": ["api.enabled=false", "redis.enabled=false", MASTER_KEY],
 }
 
 
@@ -129,6 +131,45 @@ def test_cas_state_directory_is_inside_its_volume_not_the_volume_root() -> None:
     assert state.parent == mount, f"--state {state} is the volume root {mount} or outside it"
 
 
+@pytest.mark.parametrize("name", [n for n in VALUE_SETS if n != "external-cas"])
+def test_cas_is_initialised_with_a_file_seal_whose_key_comes_from_a_secret(name: str) -> None:
+    """``cas serve`` refuses an uninitialised state: the CAS gets ``--init-file-seal`` with
+    the master key from ``cas.masterKeySecret``, copied 0600 by an init container into
+    memory (fsGroup leaves Secret files group-readable, which the CAS refuses), outside
+    the state directory and off the persistent volume."""
+    spec = pod_spec(by_kind(render(VALUE_SETS[name]))[("StatefulSet", "api-v1-cas")])
+    check_cas_seal(spec)
+
+
+def check_cas_seal(spec: dict[str, Any]) -> None:
+    container = spec["containers"][0]
+    args = container["args"]
+    key = Path(args[args.index("--init-file-seal") + 1])
+    state = Path(args[args.index("--state") + 1])
+    assert state not in key.parents
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (keys,) = [n for n, m in mounts.items() if Path(m["mountPath"]) == key.parent]
+    assert mounts[keys].get("readOnly") is True
+    assert volumes[keys]["emptyDir"]["medium"] == "Memory", "the key must not reach a disk"
+    assert keys != "state" and "persistentVolumeClaim" not in volumes[keys]
+    (init,) = [c for c in spec["initContainers"] if c["name"] == "keys"]
+    init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    secret = volumes["master-key"]["secret"]
+    assert secret["secretName"] == "cas-master-key"
+    assert secret["items"] == [{"key": "master.key", "path": "master.key"}]
+    source = f"{init_mounts['master-key']}/master.key"
+    assert f"install -m 0600 {source}" in init["command"][-1]
+    assert init_mounts[keys] == str(key.parent)
+
+
+def test_cas_without_a_master_key_secret_is_refused_with_the_command_to_make_one() -> None:
+    with pytest.raises(RenderFailed, match=r"cas.masterKeySecret is required.*head -c 32"):
+        render([s for s in SEED if s != MASTER_KEY])
+    render([*(s for s in SEED if s != MASTER_KEY), "cas.enabled=false", "las.enabled=false",
+            "scone.cas=cas.example.org:8081"])  # no CAS of its own: no key needed
+
+
 def test_las_socket_is_shared_through_a_host_path_not_a_host_port() -> None:
     objs = by_kind(render(SEED))
     las = pod_spec(objs[("DaemonSet", "api-v1-las")])
@@ -179,7 +220,8 @@ def test_security_contexts_resources_and_probes() -> None:
             assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
             assert sc["capabilities"]["drop"] == ["ALL"], (name, c["name"])
             assert c["resources"]["limits"], (name, c["name"])
-            if kind != "Pod":
+            # init containers take no probes (the API server refuses them): they run to the end
+            if kind != "Pod" and c in spec["containers"]:
                 assert {"readinessProbe", "livenessProbe"} <= set(c), (name, c["name"])
     api = pod_spec(objs[("Deployment", "api-v1-api")])["containers"][0]
     assert api["readinessProbe"]["tcpSocket"]["port"] == "https"

@@ -62,7 +62,8 @@ def test_replicas_on_postgresql_render_and_validate(render: Render, tmp_path: Pa
     spec = pod_spec(cas)
     args = spec["containers"][0]["args"]
     assert args[args.index("--store-file") + 1] == "/run/cloister/keys/url"
-    assert args[args.index("--master-key-file") + 1] == "/run/cloister/keys/master.key"
+    assert args[args.index("--init-file-seal") + 1] == "/run/cloister/keys/master.key"
+    base.check_cas_seal(spec)
     # the keys reach the CAS 0600 in memory, copied by an init container from the Secrets
     assert _volume(spec, "keys")["emptyDir"]["medium"] == "Memory"
     assert _volume(spec, "store-url")["secret"]["secretName"] == "cas-db"
@@ -79,7 +80,7 @@ def test_replicas_on_postgresql_render_and_validate(render: Render, tmp_path: Pa
 
 
 def test_default_cas_is_one_sqlite_pod_without_pdb(render: Render) -> None:
-    ok, text = render(["api.enabled=false", "redis.enabled=false"])
+    ok, text = render(["api.enabled=false", "redis.enabled=false", base.MASTER_KEY])
     assert ok, text
     objs = by_kind(text)
     cas = objs[("StatefulSet", "api-v1-cas")]
@@ -90,7 +91,7 @@ def test_default_cas_is_one_sqlite_pod_without_pdb(render: Render) -> None:
 
 def test_impossible_ha_values_are_refused_with_the_reason(render: Render) -> None:
     platform = ["api.enabled=false", "redis.enabled=false"]
-    ok, error = render([*platform, "cas.replicas=2"])
+    ok, error = render([*platform, base.MASTER_KEY, "cas.replicas=2"])
     assert not ok and "cas.replicas > 1 needs cas.postgresql.urlSecret" in error, error
     ok, error = render([*platform, "cas.postgresql.urlSecret=db"])
-    assert not ok and "needs cas.masterKeySecret" in error, error
+    assert not ok and "cas.masterKeySecret is required" in error, error

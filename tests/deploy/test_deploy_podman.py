@@ -1,16 +1,18 @@
 """The deployment run for real with podman: images built by deploy/images/build.sh from a
 Debian base made by mmdebstrap, the compose file brought up by the real Compose binary
 against ``podman system service``, the seed's walkthrough with verified TLS (real curl),
-each service restarted alone, ``down`` + ``up`` keeping the data; and the built images
-checked for what the four deployment defects of issue 18 got wrong.
+each service restarted alone, ``down`` + ``up`` keeping the data; the built images
+checked for what the four deployment defects of issue 18 got wrong and for a stale build
+cache; the chart's CAS pod run as containers, initialising its sealed state.
 
-Slow (a few minutes the first time a day, when the base image is built): ``make test-all``
-and ``make test-deploy`` run it (not ``.ci/run`` for now, see there). Skips with the reason
-where podman cannot run containers.
+Slow (a few minutes the first time a day, when the base image is built): ``make test-all``,
+``make test-deploy`` and ``.ci/run`` run it. Skips with the reason where podman cannot run
+containers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,8 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import DEPLOY, compose_binary, free_port
-from podman_support import API_IMAGE, IMAGES, PREFIX, TAG, Podman, podman_or_skip
+from deploy_support import DEPLOY, REPO, compose_binary, free_port
+from podman_support import (
+    API_IMAGE,
+    BASE_IMAGE,
+    IMAGES,
+    PREFIX,
+    TAG,
+    Podman,
+    podman_or_skip,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.xdist_group("podman")]
 
@@ -79,6 +89,63 @@ def test_api_user_reads_its_whole_sealed_tree_which_holds_no_policies(
     lines = done.stdout.split()
     assert lines[0] == "10001"
     assert lines[1:] == [], f"unreadable for the API, or sealed though not code: {lines[1:]}"
+
+
+# -- the build cache: podman's (buildah's) cache key of a RUN does not cover what it
+# bind-mounts, so a runtime image once kept the old cloister after a source change
+_DIGESTS = """
+import hashlib, pathlib, cloister
+root = pathlib.Path(cloister.__file__).parent
+for f in sorted(root.rglob("*.py")):
+    print(hashlib.sha256(f.read_bytes()).hexdigest(), f.relative_to(root).as_posix())
+"""
+
+
+def _checkout_digests() -> str:
+    root = REPO / "src" / "cloister"
+    return "".join(f"{hashlib.sha256(f.read_bytes()).hexdigest()} "
+                   f"{f.relative_to(root).as_posix()}\n" for f in sorted(root.rglob("*.py")))
+
+
+def test_every_image_holds_this_checkouts_cloister(built: tuple[Podman, Path]) -> None:
+    podman, _ = built
+    want = _checkout_digests()
+    for image in IMAGES:
+        have = podman.run("run", "--rm", "--network", "none", "--entrypoint", "python3", image,
+                          "-c", _DIGESTS).stdout
+        stale = sorted(set(have.splitlines()) ^ set(want.splitlines()))
+        assert have == want, f"{image} was built from another cloister (a stale build " \
+            f"cache?): {stale[:6]}"
+
+
+def test_a_changed_source_reaches_the_runtime_image_through_the_build_cache(
+        built: tuple[Podman, Path], tmp_path: Path) -> None:
+    """The runtime image built again from this checkout with one module changed (the rest
+    of its layers in the cache from the build above) installs the changed module."""
+    podman, _ = built
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, context / name)
+    shutil.copytree(REPO / "src", context / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # the same marker for the same checkout: a rerun reuses its layers instead of adding more
+    marker = f"# build cache check {hashlib.sha256(_checkout_digests().encode()).hexdigest()}"
+    init = context / "src/cloister/__init__.py"
+    init.write_text(init.read_text() + f"\n{marker}\n")
+    dockerfile = DEPLOY / "images/runtime/Dockerfile"
+    image = f"{PREFIX}/runtime-cache-check:{TAG}"
+    podman.run("build", "--format", "docker", "--ignorefile", f"{dockerfile}.dockerignore",
+               "-f", str(dockerfile), "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}",
+               "-t", image, str(context), timeout=900)
+    try:
+        show = "import cloister; print(open(cloister.__file__).read())"
+        installed = podman.run("run", "--rm", "--network", "none", "--entrypoint", "python3",
+                               image, "-c", show)
+        assert marker in installed.stdout, \
+            "the rebuilt runtime image kept the cached install layer with the old cloister"
+    finally:
+        podman.run("rmi", image, check=False)
 
 
 # -- Deliver 2: the seal key in no layer of any built image
@@ -224,6 +291,13 @@ def test_compose_serves_the_walkthrough_survives_restarts_and_keeps_its_data(
     assert "creating session e2e-redis" in log and "creating session e2e-flask" in log, log
     print(f"compose up (sessions created, all healthy) in {time.monotonic() - started:.0f} s")
     cas_ca = dep.cas_certificate(tmp_path / "cas-ca.pem")
+    # the CAS initialised its state sealed: the file seal, its key on the cas-key volume
+    cas = f"{dep.project}-cas-1"
+    seal = json.loads(dep.podman.run("exec", cas, "cat", "/var/lib/cloister/cas/seal.json").stdout)
+    assert seal["type"] == "file", seal
+    assert seal["path"] == "/var/lib/cloister/cas-key/master.key", seal
+    state_files = dep.podman.run("exec", cas, "ls", "-A", "/var/lib/cloister/cas").stdout.split()
+    assert "master.key" not in state_files and "cas-ca-key.pem" not in state_files, state_files
     api_ca_file = tmp_path / "api-ca.pem"
     first_ca = dep.api_ca(cas_ca, api_ca_file)
 
@@ -258,39 +332,99 @@ def test_compose_serves_the_walkthrough_survives_restarts_and_keeps_its_data(
     print(f"compose walkthrough, restarts and down/up in {time.monotonic() - started:.0f} s")
 
 
-# -- defect 4: the chart's CAS pod, run as a container with the chart's settings
-def test_chart_cas_pod_starts_on_a_volume_prepared_for_its_fs_group(
+# -- defect 4 and the seal: the chart's CAS pod, run as containers with the chart's settings
+def test_chart_cas_pod_initialises_a_sealed_state_on_a_volume_prepared_for_its_fs_group(
         built: tuple[Podman, Path], tmp_path: Path) -> None:
     """The kubelet makes an fsGroup volume's root group-owned and group-writable (2775);
-    the CAS refuses such a state directory, so the chart puts the state one level below."""
+    the CAS refuses such a state directory, so the chart puts the state one level below.
+    ``cas serve`` refuses an uninitialised state: the pod's init container copies the
+    master key from the Secret (group-readable under fsGroup) 0600 into memory, and the
+    CAS initialises its state with the file seal from it, then unseals it at a restart."""
     from test_deploy_helm import SEED, by_kind, pod_spec, render  # noqa: PLC0415
 
     podman, _ = built
     spec = pod_spec(by_kind(render(SEED))[("StatefulSet", "api-v1-cas")])
-    container = spec["containers"][0]
     group = spec["securityContext"]["fsGroup"]
-    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "state")
-    volume = tmp_path / "pv"
-    volume.mkdir()
-    os.chown(volume, 0, group)
-    volume.chmod(0o2775)
-    name = f"cloister-chart-cas-{os.getpid()}"
     user = spec["securityContext"]
-    podman.run("run", "-d", "--name", name, "--network", "none", "--read-only",
-               "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-               "--user", f"{user['runAsUser']}:{user['runAsGroup']}", "--group-add", str(group),
-               "-v", f"{volume}:{mount}", "--tmpfs", "/tmp", container["image"],
-               *container["args"])
+    master_key = os.urandom(32)
+    hosts = _kubelet_volumes(spec, tmp_path, group, master_key)
+
+    def run(container: dict[str, Any], *extra: str) -> list[str]:
+        mounts = []
+        for m in container["volumeMounts"]:
+            ro = ":ro" if m.get("readOnly") else ""
+            host = hosts[m["name"]]
+            mounts += ["--tmpfs", m["mountPath"]] if host is None else \
+                ["-v", f"{host}:{m['mountPath']}{ro}"]
+        return ["run", "--network", "none", "--read-only", "--cap-drop", "ALL",
+                "--security-opt", "no-new-privileges",
+                "--user", f"{user['runAsUser']}:{user['runAsGroup']}", "--group-add", str(group),
+                *mounts, *extra]
+
+    (init,) = spec["initContainers"]
+    podman.run(*run(init, "--rm", "--entrypoint", init["command"][0]), init["image"],
+               *init["command"][1:])
+    container = spec["containers"][0]
+    args = container["args"]
+    state_dir = Path(args[args.index("--state") + 1])
+    name = f"cloister-chart-cas-{os.getpid()}"
+    podman.run(*run(container, "-d", "--name", name), container["image"], *args)
     try:
-        deadline = time.monotonic() + 90
-        while podman.run("healthcheck", "run", name, check=False).returncode != 0:
-            state = podman.run("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
-            logs = podman.run("logs", name, check=False)
-            assert state == "running", f"the CAS pod's container stopped: {logs.stderr[-800:]}"
-            assert time.monotonic() < deadline, logs.stderr[-800:]
-            time.sleep(1)
-        state_dir = Path(container["args"][container["args"].index("--state") + 1])
+        _wait_healthy(podman, name)
         mode = int(podman.run("exec", name, "stat", "-c", "%a", str(state_dir)).stdout, 8)
         assert mode & 0o077 == 0, f"state directory mode {mode:o}"  # setgid stays; no access
+        seal = json.loads(podman.run("exec", name, "cat", f"{state_dir}/seal.json").stdout)
+        assert seal["type"] == "file"
+        assert seal["path"] == args[args.index("--init-file-seal") + 1]
+        show = ("exec", name, "cloister", "cas", "show-certificate", "--state", str(state_dir))
+        first = podman.run(*show).stdout
+        podman.run("restart", "-t", "5", name)
+        _wait_healthy(podman, name)  # unsealed again with the key from the Secret
+        assert podman.run(*show).stdout == first, "the CAS's identity changed at a restart"
     finally:
         podman.run("rm", "-f", "-t", "0", name, check=False)
+    on_volume = [p for p in hosts["state"].rglob("*") if p.is_file()  # type: ignore[union-attr]
+                 and (master_key in p.read_bytes() or master_key.hex().encode() in p.read_bytes())]
+    assert (hosts["state"] / state_dir.name / "seal.json").exists()  # type: ignore[operator]
+    assert on_volume == [], f"the master key reached the persistent volume: {on_volume}"
+
+
+def _kubelet_volumes(spec: dict[str, Any], tmp: Path, group: int,
+                     master_key: bytes) -> dict[str, Path | None]:
+    """Host directories as the kubelet prepares the pod's volumes for ``fsGroup`` (None: a
+    disk-backed emptyDir of one container, a tmpfs here)."""
+    hosts: dict[str, Path | None] = {}
+    for volume in spec["volumes"]:
+        name = volume["name"]
+        if "emptyDir" in volume and volume["emptyDir"].get("medium") != "Memory":
+            hosts[name] = None
+            continue
+        host = tmp / name
+        host.mkdir()
+        os.chown(host, 0, group)
+        if "secret" in volume:  # the Secret's files: defaultMode plus group read (fsGroup)
+            (item,) = volume["secret"]["items"]
+            key = host / item["path"]
+            key.write_bytes(master_key)
+            os.chown(key, 0, group)
+            key.chmod(volume["secret"]["defaultMode"] | 0o040)
+            host.chmod(0o2755)
+        else:  # a memory emptyDir shared by the init container and the CAS
+            host.chmod(0o2777)
+        hosts[name] = host
+    state = tmp / "state"  # the StatefulSet's volume claim
+    state.mkdir()
+    os.chown(state, 0, group)
+    state.chmod(0o2775)
+    hosts["state"] = state
+    return hosts
+
+
+def _wait_healthy(podman: Podman, name: str) -> None:
+    deadline = time.monotonic() + 90
+    while podman.run("healthcheck", "run", name, check=False).returncode != 0:
+        state = podman.run("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
+        logs = podman.run("logs", name, check=False)
+        assert state == "running", f"the CAS pod's container stopped: {logs.stderr[-800:]}"
+        assert time.monotonic() < deadline, logs.stderr[-800:]
+        time.sleep(1)
