@@ -361,9 +361,9 @@ def test_chart_cas_pod_initialises_a_sealed_state_on_a_volume_prepared_for_its_f
                 "--user", f"{user['runAsUser']}:{user['runAsGroup']}", "--group-add", str(group),
                 *mounts, *extra]
 
-    (init,) = spec["initContainers"]
-    podman.run(*run(init, "--rm", "--entrypoint", init["command"][0]), init["image"],
-               *init["command"][1:])
+    for init in spec.get("initContainers", []):  # in order, each to its end, as the kubelet
+        podman.run(*run(init, "--rm", "--entrypoint", init["command"][0]), init["image"],
+                   *init["command"][1:])
     container = spec["containers"][0]
     args = container["args"]
     state_dir = Path(args[args.index("--state") + 1])
