@@ -182,16 +182,19 @@ def create_identity(store: SealedStore, state: Path, names: Iterable[str] = (),
     """A new CA and server certificate in ``store`` (and, for ``shamir``, the sealed-mode
     certificate in ``state``); returns the loaded identity."""
     wanted = default_names(names)
+    mine = False
     if store.get_sealed(_CA_KEY) is None:
         ca_key, ca_cert = new_ca()
         srv_key, srv_cert = _new_server(ca_key, ca_cert, wanted)
         try:
             import_identity(store, _key_pem(ca_key), _pem(ca_cert), _key_pem(srv_key),
                             _pem(srv_cert) + _pem(ca_cert))
+            mine = True
         except errors.Conflict:
-            # another replica initialising the same shared store won the CA key (the
-            # first write): its identity is the CAS's; it writes the rest right after
-            _wait_for_identity(store)
+            pass  # another replica initialising the same shared store won the CA key
+    if not mine:
+        # whoever wrote the CA key (the first part) writes the rest right after it
+        _wait_for_identity(store)
     if sealed_mode:
         write_sealed_mode_identity(store, state, wanted)
     return load_identity(store, state, names)
@@ -199,7 +202,8 @@ def create_identity(store: SealedStore, state: Path, names: Iterable[str] = (),
 
 def _wait_for_identity(store: SealedStore, timeout_s: float = _IDENTITY_WAIT_S) -> None:
     deadline = time.monotonic() + timeout_s
-    while store.get_sealed(_SERVER_CHAIN) is None and time.monotonic() < deadline:
+    while (store.get_sealed(_CA_CERT) is None or store.get_sealed(_SERVER_CHAIN) is None) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
