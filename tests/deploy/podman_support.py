@@ -115,8 +115,11 @@ runroot = "{cache}/run"
         return None
 
     def build_images(self, secrets: Path) -> subprocess.CompletedProcess[str]:
-        return self.script(DEPLOY / "images/build.sh", "--base", BASE_IMAGE, API_IMAGE,
+        done = self.script(DEPLOY / "images/build.sh", "--base", BASE_IMAGE, API_IMAGE,
                            PREFIX=PREFIX, TAG=TAG, SECRETS=str(secrets))
+        # every source change adds layers: the store keeps a day's build cache, no more
+        self.run("image", "prune", "-f", "--filter", "until=24h", check=False)
+        return done
 
     # -- the Docker-compatible API that Compose talks to
     @contextmanager
