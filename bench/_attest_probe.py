@@ -15,13 +15,16 @@ import ssl
 import sys
 import time
 
+from cloister._address import parse_host_port
 from cloister.runtime import RunSettings
 from cloister.runtime._attest import fetch_config
-from cloister.runtime._settings import DEFAULT_CAS_PORT, split_address
+from cloister.runtime._settings import DEFAULT_CAS_PORT
 
 out, runs = sys.argv[1], int(sys.argv[2])
 settings = RunSettings.from_env()
-host, port = split_address(settings.cas_addr, DEFAULT_CAS_PORT)
+where = parse_host_port(settings.cas_addr, default_port=DEFAULT_CAS_PORT, what="CAS address",
+                        example="CLOISTER_CAS_ADDR=127.0.0.1:8081")
+host, port = where.host, where.port
 tls = ssl.create_default_context(cadata=settings.cas_cert_pem)
 tls.check_hostname = False  # pinned: the CA is this CAS's own
 

@@ -321,7 +321,7 @@ def test_d_pythonpath_sitecustomize_never_sees_the_secret(plat: Platform, outdir
         grab()
         if os.environ.get("EVIL_KEEP_PROCESS"):
             # stay in this process instead of the isolated restart
-            import cloister.runtime._isolation as iso
+            import cloister.cli._isolated as iso
             iso.reexec_isolated = lambda args: None
     """))
     plat.create(session("d-site", f"python3 {outdir}/app.py {outdir}"))

@@ -97,6 +97,20 @@ def test_python_program_gets_its_configuration_in_memory(plat: Platform, program
     assert (program.parent / "ran").read_text() == "ran"
 
 
+def test_global_flags_before_run_survive_the_isolated_restart(plat: Platform,
+                                                               program: Path) -> None:
+    """`cloister --verbose run --las …`: the runtime restarts as `python -I -m cloister.cli
+    run …`, the only Python command line the LAS quotes for, flags kept."""
+    plat.create(session("global-flags", program, python_measurement()))
+    env = plat.env("global-flags/app")
+    las = env.pop("CLOISTER_LAS_ADDR")
+    done = subprocess.run([CLOISTER, "--verbose", "run", "--las", las], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 7, done.stderr
+    assert "token-len 20" in done.stdout.splitlines()
+    assert "DEBUG" in done.stderr  # --verbose reached the restarted runtime
+
+
 def refused(plat: Platform, program: Path, config_id: str, *reasons: str) -> None:
     done = plat.run(config_id)
     assert done.returncode == 3, (done.stdout, done.stderr)

@@ -86,11 +86,15 @@ def is_python_interpreter(path: Path) -> bool:
 def runtime_files(root: Path) -> list[tuple[str, Path]]:
     """``("cloister/<rel>", path)`` for every ``*.py`` under ``root``, sorted by name bytes."""
     items = []
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root)
-        if "__pycache__" in rel.parts or not path.is_file():
-            continue
-        items.append((f"cloister/{rel.as_posix()}", path))
+    # os.walk, not Path.rglob: the LAS lists these on every quote, and rglob is ~5x slower
+    for top, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel_top = os.path.relpath(top, root)
+        for name in files:
+            path = os.path.join(top, name)
+            if name.endswith(".py") and os.path.isfile(path):
+                rel = name if rel_top == "." else f"{rel_top}/{name}"
+                items.append((f"cloister/{rel.replace(os.sep, '/')}", Path(path)))
     items.sort(key=lambda item: item[0].encode("utf-8"))
     return items
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from cloister import runtime
-from cloister.runtime import _isolation as isolation
+from cloister.cli import _isolated as isolated
 
 #: the flag -> the variable it overrides (flags win over the environment)
 _FLAG_VARIABLES = (("cas", "CLOISTER_CAS_ADDR"), ("cas_cert", "CLOISTER_CAS_CERT"),
@@ -18,13 +17,16 @@ def _run(args: argparse.Namespace) -> int:
     flags = [f"--{flag.replace('_', '-')}={value}"
              for flag, _ in _FLAG_VARIABLES if (value := getattr(args, flag))]
     # the LAS quotes only for `python -I -m cloister.cli run`: become that process first
-    isolation.reexec_isolated([*(["--verbose"] if args.verbose else []), "run", *flags,
+    # (`run` first: the LAS checks that the arguments start `-I -m cloister.cli run`)
+    isolated.reexec_isolated(["run", *(["--verbose"] if args.verbose else []), *flags,
                                "--", *command])
     env = dict(os.environ)
     for flag, variable in _FLAG_VARIABLES:
         value = getattr(args, flag)
         if value:
             env[variable] = value
+    from cloister import runtime  # noqa: PLC0415 - after the restart: imported once
+
     return runtime.run(command, runtime.RunSettings.from_env(env))
 
 

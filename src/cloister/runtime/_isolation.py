@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,19 +78,3 @@ def dumpable_for_measurement() -> Iterator[None]:
             f"pid {traced_by} attached to this process while the LAS measured it: refusing "
             "to receive the configuration"
         )
-
-
-def reexec_isolated(args: Sequence[str]) -> None:
-    """Replace this process with ``python -I -m cloister.cli ARGS`` unless it is that already."""
-    if sys.flags.isolated and sys.argv[:1] and sys.argv[0].endswith(
-            os.path.join("cloister", "cli", "__main__.py")):
-        return
-    argv = [sys.executable, "-I", "-m", "cloister.cli", *args]
-    # -I ignores PYTHON* variables; the LAS refuses a caller that has any, so drop them
-    # (LD_PRELOAD and friends are kept: they act before Python, and the LAS refuses them)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    try:
-        os.execve(sys.executable, argv, env)  # noqa: S606 - the same interpreter, isolated
-    except OSError as err:
-        raise errors.LaunchError(f"cannot restart {sys.executable} isolated: "
-                                 f"{err.strerror}") from None
