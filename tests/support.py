@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import cloister
 
 DATA = Path(__file__).parent / "data"
 SEED = DATA / "seed"
@@ -68,4 +71,32 @@ def every_uid_python(venv: Path) -> str:
     ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and
                 str(p).startswith(sys.prefix))
     (site / "cloister-test.pth").write_text(f"import site; site.addsitedir({str(ours)!r})\n")
-    return str(venv / "bin" / "python")
+    python = str(venv / "bin" / "python")
+    if not _importable_by_nobody(python):
+        # this installation is where another uid cannot reach it (a clone under /root,
+        # mode 0700): the venv gets hard links of its packages and a copy of cloister
+        shared = venv.parent / "site-packages"
+        try:
+            shutil.copytree(ours, shared, symlinks=True, copy_function=os.link,
+                            ignore=shutil.ignore_patterns("__editable__*"))
+        except OSError as err:
+            pytest.skip(f"{ours} is not readable by another uid and cannot be linked "
+                        f"into {venv.parent}: {err}")
+        shutil.copytree(Path(cloister.__file__).parent, shared / "cloister",
+                        dirs_exist_ok=True)
+        (site / "cloister-test.pth").write_text(
+            f"import site; site.addsitedir({str(shared)!r})\n")
+        assert _importable_by_nobody(python), f"uid {_NOBODY} cannot import {shared}/cloister"
+    return python
+
+
+_NOBODY = 65534
+
+
+def _importable_by_nobody(python: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return True  # the tests as another uid skip without root: nothing to check
+    done = subprocess.run(["setpriv", f"--reuid={_NOBODY}", f"--regid={_NOBODY}",
+                           "--clear-groups", python, "-c", "import cloister.cli"],
+                          capture_output=True, timeout=60)
+    return done.returncode == 0

@@ -44,7 +44,7 @@ def test_as_root_it_installs_every_missing_tool_with_apt_get(tmp_path: Path) -> 
     # neither); python3-venv: Debian's python3 cannot make .venv without it
     for package in ("redis-server", "redis-tools", "gocryptfs", "fuse3", "swtpm", "jq",
                     "curl", "podman", "runc", "mmdebstrap", "gcc", "python3-dev",
-                    "python3-venv", "zsh", "fish"):
+                    "python3-venv", "zsh", "fish", "iproute2"):
         assert package in installed, f"{package} not installed: {installed}"
     assert log.read_text().startswith("install -y"), "no apt-get update when install works"
 
