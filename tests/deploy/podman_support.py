@@ -174,7 +174,7 @@ runroot = "{cache}/run"
         label = f"label=com.docker.compose.project={project}"
         ids = self.run("ps", "-aq", "--filter", label, check=False).stdout.split()
         if ids:
-            self.run("rm", "-f", "-t", "0", *ids, check=False)
+            self.run("rm", "-f", "-v", "-t", "0", *ids, check=False)
         vols = self.run("volume", "ls", "-q", "--filter", label, check=False).stdout.split()
         if vols:
             self.run("volume", "rm", "-f", *vols, check=False)

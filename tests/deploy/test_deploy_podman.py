@@ -385,8 +385,8 @@ def test_chart_cas_pod_initialises_a_sealed_state_on_a_volume_prepared_for_its_f
         podman.run("restart", "-t", "5", name)
         _wait_healthy(podman, name)  # unsealed again with the key from the Secret
         assert podman.run(*show).stdout == first, "the CAS's identity changed at a restart"
-    finally:
-        podman.run("rm", "-f", "-t", "0", name, check=False)
+    finally:  # -v: with the anonymous volume of the image's other VOLUME (cas-key)
+        podman.run("rm", "-f", "-v", "-t", "0", name, check=False)
     on_volume = [p for p in hosts["state"].rglob("*") if p.is_file()  # type: ignore[union-attr]
                  and (master_key in p.read_bytes() or master_key.hex().encode() in p.read_bytes())]
     assert (hosts["state"] / state_dir.name / "seal.json").exists()  # type: ignore[operator]
