@@ -73,6 +73,8 @@ class GroupCommit:
         #: the writer lock shared with other processes (-1: this process only).  It only
         #: orders the writers; SQLite's own locking keeps them correct without it, so a
         #: lock file that cannot be made (a read-only copy of the state) is done without
+        #: the synchronous setting each connection has (by id), so it is set only on a change
+        self._sync: dict[int, str] = {}
         self._lock_fd = -1
         if lock_file is not None:
             with contextlib.suppress(OSError):
@@ -136,12 +138,17 @@ class GroupCommit:
         """Steps 2 and 3 for ``batch``; every unit ends with a result or an error."""
         db = self._connect()
         try:
-            durable = any(u.durable for u in batch)
-            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            sync = "FULL" if any(u.durable for u in batch) else "NORMAL"
+            if self._sync.get(id(db)) != sync:  # a pragma only when it changes
+                db.execute(f"PRAGMA synchronous={sync}")
+                self._sync[id(db)] = sync
             db.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             for unit in batch:
                 unit.error = exc
+            return
+        if len(batch) == 1:  # alone: the transaction is the unit's savepoint
+            self._commit_one(db, batch[0])
             return
         lost: BaseException | None = None  # what ended the whole transaction early
         for i, unit in enumerate(batch):
@@ -167,6 +174,15 @@ class GroupCommit:
             for unit in batch:
                 if unit.error is None:
                     unit.error = exc
+
+
+    def _commit_one(self, db: sqlite3.Connection, unit: _Unit[Any]) -> None:
+        try:
+            unit.result = unit.work(db)
+            db.execute("COMMIT")
+        except BaseException as exc:
+            unit.error = exc
+            _rollback(db)
 
 
 def _undo_unit(db: sqlite3.Connection) -> bool:

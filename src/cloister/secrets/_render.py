@@ -184,7 +184,11 @@ def _legacy_chain(value: SecretValue, ref: Reference) -> bytes:
 
 
 def _key_pem(value: SecretValue, ref: Reference) -> bytes:
-    return _keys.to_pem(_key(value, ref)).encode("ascii")
+    if value.key_pem is None:
+        _key(value, ref)  # raises: the key is not available
+    assert value.key_pem is not None
+    # a stored key is PKCS#8 PEM already (SecretValue's invariant): no parse and re-encode
+    return value.key_pem.encode("ascii")
 
 
 def _crt_pem(value: SecretValue, ref: Reference) -> bytes:
