@@ -118,9 +118,9 @@ def test_replicas_initialised_each_on_its_own_with_one_key_are_one_cas(
         key_file.chmod(0o600)
         cas.append(CAS(tmp_path / f"state-{i}", tmp_path / f"cas-{i}.log",
                        ("--store", url, "--init-file-seal", str(key_file)), init=False))
-    with ThreadPoolExecutor(3) as pool:
-        list(pool.map(CAS.start, cas))
-    try:
+    try:  # stopped even when one of them fails to start
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(CAS.start, cas))
         seals = [json.loads((c.state / "seal.json").read_text()) for c in cas]
         assert len({s["seal_id"] for s in seals}) == 1, seals
         assert len({(c.state / "cas-ca.pem").read_bytes() for c in cas}) == 1
