@@ -46,6 +46,11 @@ def demo() -> Iterator[Demo]:
             yield d
         finally:
             d.cli("demo", "down", "--dir", str(d.dir))
+        # down unmounts Redis's volume although root may not even stat another user's FUSE
+        # mount: nothing is left mounted (nor a gocryptfs process) below the demo
+        mounted = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if str(public) in line]
+        assert not mounted, mounted
     finally:
         shutil.rmtree(public, ignore_errors=True)
 

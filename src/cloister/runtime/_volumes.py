@@ -17,6 +17,7 @@ host).  It does not detect a rollback of the ciphertext to an older state.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -60,9 +61,28 @@ def _run(argv: Sequence[str], key: str, what: str) -> None:
         raise errors.LaunchError(f"cannot {what}: {reason}")
 
 
+def _mounted(path: str) -> bool:
+    """True when ``path`` is a mount point — also one of another user's FUSE mounts, which
+    even root may not stat (``os.path.ismount`` then says False): the kernel's table decides."""
+    if os.path.ismount(path):
+        return True
+    target = os.path.abspath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+            for line in table:
+                fields = line.split(" ")
+                # the mount point is field 5, with space, tab, newline, backslash as octal
+                if len(fields) > 4 and re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)),
+                                              fields[4]) == target:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def unmount(path: str) -> None:
     """Unmount a volume mounted at ``path`` (nothing if it is not a mount point)."""
-    if os.path.ismount(path):
+    if _mounted(path):
         fusermount = shutil.which("fusermount3") or _tool("fusermount")
         done = subprocess.run([fusermount, "-u", path], capture_output=True, check=False)
         if done.returncode != 0:
