@@ -112,7 +112,8 @@ class Platform:
         return self.cas_state / "cas-ca.pem"
 
     def start(self) -> None:
-        if not (self.cas_state / "seal.json").exists():
+        # a replica given --init-file-seal initialises itself (one seal for every replica)
+        if not (self.cas_state / "seal.json").exists() and "--init-file-seal" not in self.cas_args:
             key_file = self.cas_state.parent / "cas-master.key"
             subprocess.run([CLOISTER, "cas", "init", "--state", str(self.cas_state), "--seal",
                             "file", "--key-file", str(key_file)], check=True,
