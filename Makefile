@@ -33,7 +33,7 @@ TEST_LOCK ?= flock -w 5400 /tmp/cloister-make-test.lock
 
 ## the whole test suite (fast subset of the fault suite), plus lint and types
 test: deps $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(TEST_LOCK) $(BIN)/python -m pytest -n 2 -m "not slow" tests
 
@@ -48,7 +48,7 @@ test-deploy: deps $(STAMP)
 	$(TEST_LOCK) $(BIN)/python -m pytest -m slow -v --durations=0 tests/deploy/test_deploy_podman.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

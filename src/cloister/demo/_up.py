@@ -114,7 +114,7 @@ def _up(options: DemoOptions, layout: Layout, table: ProcessTable, step: _Steppe
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         d.chmod(0o700)  # the CAS refuses a state directory others can read
 
-    done = ensure_file_seal(layout.cas, layout.root / "cas-master.key")
+    done = ensure_file_seal(layout.cas, layout.root / "cas-master.key", store_url=o.store)
     where = layout.cas if o.store == "sqlite" else o.store.split("@")[-1].split("?")[0]
     step(f"starting the CAS on https://127.0.0.1:{o.cas_port} (store {where})")
     if done:  # a note of this step: only the first up does it, and the count stays 10
