@@ -5,6 +5,29 @@ Each command group lives in its own private module exposing
 into one readable line on stderr and the exit code from :mod:`._exit`.
 """
 
-from cloister.cli._main import main
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cloister`` command line (``sys.argv[1:]`` unless ``argv`` is given)."""
+    if argv is None and sys.argv[1:2] == ["run"]:
+        # `cloister run` restarts itself isolated before anything else: do it before the
+        # parser and the command modules are imported, which the restart throws away
+        # (the service's start-up time); the isolated process parses the same arguments
+        from cloister import errors  # noqa: PLC0415 - the fast path imports only this
+        from cloister.cli._isolated import reexec_isolated  # noqa: PLC0415
+
+        # returns when this process is the isolated one; a failed restart is reported by
+        # the full command line below, as one line with its exit code
+        with contextlib.suppress(errors.Error):
+            reexec_isolated(sys.argv[1:])
+    from cloister.cli._main import main as run_command_line  # noqa: PLC0415
+
+    return run_command_line(argv)
+
 
 __all__ = ["main"]
