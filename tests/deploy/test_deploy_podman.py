@@ -320,12 +320,15 @@ def test_compose_serves_the_walkthrough_survives_restarts_and_keeps_its_data(
     # (in this order, the restarted Redis and API attest through the restarted LAS and CAS;
     # the API reconnects to a restarted Redis with the certificates it already had)
     # The LAS owns the PID namespace redis and api share (`pid: service:las`, so that it can
-    # measure them): its restart kills their processes, so it is restarted with them, as a
-    # user must do; whether podman has noticed their death before `up` looks is a race.
-    restarts = {"cas": ("cas",), "las": ("las", "redis", "api"), "redis": ("redis",),
-                "api": ("api",)}
-    for service, together in restarts.items():
-        dep.compose("restart", *together)
+    # measure them): its restart kills their processes, so they are restarted after it, as a
+    # user must do (whether podman has noticed their death before `up` looks is a race; one
+    # `restart las redis api` restarts them in parallel, and podman refuses to start them
+    # before the LAS: "container state improper").
+    restarts = {"cas": [("cas",)], "las": [("las",), ("redis", "api")], "redis": [("redis",)],
+                "api": [("api",)]}
+    for service, steps in restarts.items():
+        for together in steps:
+            dep.compose("restart", *together)
         dep.compose("up", "-d", "--wait", "--wait-timeout", "300", NO_RECREATE, "redis", "api")
         assert dep.api_ca(cas_ca, api_ca_file) == first_ca, service  # the pinned CAS
         assert dep.api(api_ca_file, "GET", "/patient/patient_3")["fname"] == "Jane", service
