@@ -16,7 +16,7 @@ from typing import Any
 from bench._stats import Figure, Summary
 
 
-def _num(value: float) -> str:
+def format_number(value: float) -> str:
     if value == 0:
         return "0"
     magnitude = abs(value)
@@ -36,8 +36,9 @@ def fmt_summary(summary: Summary | None, unit: str = "") -> str:
         return ""
     unit = f" {unit}" if unit else ""
     if summary.n == 1:
-        return f"{_num(summary.median)}{unit}"
-    return f"{_num(summary.median)}{unit} [{_num(summary.lo)}-{_num(summary.hi)}]"
+        return f"{format_number(summary.median)}{unit}"
+    spread = f"{format_number(summary.lo)}-{format_number(summary.hi)}"
+    return f"{format_number(summary.median)}{unit} [{spread}]"
 
 
 def fmt_ratio(summary: Summary | None) -> str:

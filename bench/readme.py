@@ -17,31 +17,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench._report import format_number
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def _num(value: float) -> str:
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
-
-
 def _value(summary: dict[str, Any] | None, unit: str) -> str:
     if not summary:
         return "—"
-    text = _num(summary["median"])
+    text = format_number(summary["median"])
     if summary.get("n", 1) > 1:
-        text += f" [{_num(summary['lo'])}-{_num(summary['hi'])}]"
+        text += f" [{format_number(summary['lo'])}-{format_number(summary['hi'])}]"
     return f"{text} {unit}".strip()
 
 
