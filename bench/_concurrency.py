@@ -43,11 +43,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench._stats import Figure, Summary, percentile
+from bench._cpu import tree_cpu_seconds
+from bench._stats import Figure, Summary, Target, percentile
 
 PROCESSES = 4
 #: the concurrency levels measured
 CONCURRENCY = (1, 16, 64)
+#: the concurrency at which issue 20's rate targets apply
+TARGET_CLIENTS = 16
+#: cores of the bench machine (its CPU figures say what this many would serve)
+MACHINE_CORES = os.cpu_count() or 1
 
 #: limits the bench itself would hit: per-address ones (every client is 127.0.0.1 with
 #: one identity) and the per-creator session quota (a run creates thousands)
@@ -76,6 +81,8 @@ class Job:
     measurement: str = ""
     #: wall-clock time at which every client starts (after all processes are up)
     start_at: float = 0.0
+    #: the server's process: its (and its descendants') CPU during the run is counted
+    server_pid: int = 0
 
 
 def make_identity(directory: Path, name: str) -> tuple[Path, Path]:
@@ -195,7 +202,7 @@ def _client(job: Job, tag: str, out: list[float], failures: list[str]) -> None:
     conn.close()
 
 
-def _process(job: Job, threads: int, tag: str) -> tuple[list[float], list[str]]:
+def _process(job: Job, threads: int, tag: str) -> tuple[list[float], list[str], float]:
     if job.kind == "attest":
         import cloister.attest  # noqa: F401, PLC0415 - imported before the clock starts
     latencies: list[float] = []
@@ -204,9 +211,11 @@ def _process(job: Job, threads: int, tag: str) -> tuple[list[float], list[str]]:
                for i in range(threads)]
     for thread in started:
         thread.start()
+    time.sleep(max(0.0, job.start_at - time.time()))
+    cpu_at_start = time.process_time()
     for thread in started:
         thread.join()
-    return latencies, failures
+    return latencies, failures, time.process_time() - cpu_at_start
 
 
 @dataclass(frozen=True)
@@ -216,6 +225,17 @@ class Run:
     latencies: list[float]
     #: why each failed request failed ("HTTP 503", "ConnectionResetError" …)
     failures: list[str]
+    #: CPU seconds the server (``Job.server_pid`` and its descendants) used during the
+    #: run; None when no server pid was given
+    server_cpu: float | None = None
+    #: CPU seconds the client processes used during the run
+    client_cpu: float = 0.0
+
+    def cpu_ms_per_request(self, seconds: float | None) -> float | None:
+        """``seconds`` of CPU spread over the requests answered, in milliseconds."""
+        if seconds is None or not self.latencies:
+            return None
+        return seconds / len(self.latencies) * 1e3
 
 
 def run(job: Job, clients: int, tag: str) -> Run:
@@ -224,17 +244,37 @@ def run(job: Job, clients: int, tag: str) -> Run:
     shares = [clients // processes + (1 if i < clients % processes else 0)
               for i in range(processes)]
     job = replace(job, start_at=time.time() + 5.0)  # every client starts at once, warm
+    server_cpu: list[float] = []
+    meter = threading.Thread(target=_meter, args=(job, server_cpu), daemon=True)
+    if job.server_pid:
+        meter.start()
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_process, job, share, f"{tag}-{i}")
                    for i, share in enumerate(shares)]
         results = [f.result(timeout=job.seconds + 120) for f in futures]
-    latencies = [lat for part, _ in results for lat in part]
+    if job.server_pid:
+        meter.join()
+    latencies = [lat for part, _, _ in results for lat in part]
     return Run(clients, len(latencies) / job.seconds, latencies,
-               [why for _, part in results for why in part])
+               [why for _, part, _ in results for why in part],
+               server_cpu=server_cpu[0] if server_cpu else None,
+               client_cpu=sum(cpu for _, _, cpu in results))
 
 
-def figures(section: str, what: str, runs: list[Run]) -> list[Figure]:
-    """One line per concurrency level: the rate; p50/p99 latency and errors beside it."""
+def _meter(job: Job, out: list[float]) -> None:
+    """The server's CPU seconds from the clients' start to their deadline, into ``out``."""
+    time.sleep(max(0.0, job.start_at - time.time()))
+    before = tree_cpu_seconds(job.server_pid)
+    time.sleep(max(0.0, job.start_at + job.seconds - time.time()))
+    out.append(tree_cpu_seconds(job.server_pid) - before)
+
+
+def figures(section: str, what: str, runs: list[Run],
+            target: Target | None = None) -> list[Figure]:
+    """One line per concurrency level: the rate; latency, errors and CPU beside it.
+
+    ``target``, if any, applies to the rate at :data:`TARGET_CLIENTS` clients.
+    """
     out = []
     for r in runs:
         ms = [lat * 1e3 for lat in r.latencies] or [0.0]
@@ -244,9 +284,25 @@ def figures(section: str, what: str, runs: list[Run]) -> list[Figure]:
         out.append(Figure(
             section, f"{what}, {r.clients} keep-alive client{'s' if r.clients > 1 else ''}", "/s",
             subject=Summary.of([r.rate]), target_on="value",
+            target=target if r.clients == TARGET_CLIENTS else None,
             note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(r.latencies)} done, "
-                 f"{len(r.failures)} failed{failed}",
+                 f"{len(r.failures)} failed{failed}{cpu_note(r)}",
             extra={"clients": r.clients, "p50_ms": p50, "p99_ms": p99, "done": len(r.latencies),
-                   "failed": dict(Counter(r.failures))},
+                   "failed": dict(Counter(r.failures)), **cpu_extra(r)},
         ))
     return out
+
+
+def cpu_note(r: Run) -> str:
+    """"; CPU per request: server X ms, clients Y ms" (server only when it was metered)."""
+    server = r.cpu_ms_per_request(r.server_cpu)
+    client = r.cpu_ms_per_request(r.client_cpu)
+    if client is None:
+        return ""
+    head = f"server {server:.2f} ms, " if server is not None else ""
+    return f"; CPU per request: {head}clients {client:.2f} ms"
+
+
+def cpu_extra(r: Run) -> dict[str, float | None]:
+    return {"server_cpu_ms": r.cpu_ms_per_request(r.server_cpu),
+            "client_cpu_ms": r.cpu_ms_per_request(r.client_cpu)}

@@ -98,6 +98,8 @@ class Platform:
         self.cas_port = free_port()
         self.cas_state, self.las_state = root / "cas", root / "las"
         self.identity = root / "identity"
+        #: the CAS process (0 until started); its descendants are its sibling processes
+        self.cas_pid = 0
 
     @property
     def cas_addr(self) -> str:
@@ -124,6 +126,7 @@ class Platform:
         las, las_log = self.procs.start(
             "las", [CLOISTER, "las", "serve", "--state", str(self.las_state),
                     "--socket", self.las_addr])
+        self.cas_pid = cas.pid
         wait_port(self.cas_port, cas, cas_log, timeout=60)
         deadline = time.monotonic() + 30
         while not self.cas_cert.exists():

@@ -163,7 +163,7 @@ def _concurrent(ctx: Context, plat: Platform, config_id: str, measurement: str) 
     cert, key = make_identity(ctx.dir("attest-clients"), "bench-client")
     job = Job("attest", plat.cas_port, str(plat.cas_cert), str(cert), str(key),
               seconds=ctx.pick(6, 2), payload=config_id, las_state=str(plat.las_state),
-              measurement=measurement)
+              measurement=measurement, server_pid=plat.cas_pid)
     runs = []
     for clients in CONCURRENCY:
         ctx.say(f"attest: {clients} concurrent keep-alive clients attesting")

@@ -157,7 +157,7 @@ def _concurrent_sessions(ctx: Context, plat: Platform) -> list[Figure]:
     """Sessions per second at 1, 16 and 64 concurrent keep-alive clients."""
     cert, key = make_identity(ctx.dir("cas-clients"), "bench-client")
     job = Job("session", plat.cas_port, str(plat.cas_cert), str(cert), str(key),
-              seconds=ctx.pick(6, 2), payload=SESSION)
+              seconds=ctx.pick(6, 2), payload=SESSION, server_pid=plat.cas_pid)
     runs = []
     for clients in CONCURRENCY:
         ctx.say(f"cas: {clients} concurrent keep-alive clients creating sessions")

@@ -55,3 +55,28 @@ def test_cfssl_request_asks_for_a_new_p256_key_for_the_name() -> None:
     body = json.loads(cfssl_request("c-1.bench"))
     assert body == {"request": {"CN": "c-1.bench", "hosts": ["c-1.bench", "127.0.0.1"],
                                 "key": {"algo": "ecdsa", "size": 256}}}
+
+
+def _metered(rate: float, done: int, server_cpu: float, client_cpu: float = 0.5) -> Run:
+    return Run(16, rate, [0.01] * done, [], server_cpu=server_cpu, client_cpu=client_cpu)
+
+
+def test_server_cpu_per_certificate_is_paired_by_round_against_cfssl() -> None:
+    # cloister: 2 s of CAS CPU over 500 sessions = 4 ms/session = 2 ms/certificate
+    cas = [_metered(400.0, 500, 2.0), _metered(400.0, 500, 3.0)]
+    peer = [_metered(1400.0, 1000, 0.5), _metered(1400.0, 1000, 0.5)]
+    *_, cpu = side_by_side(16, cas, peer)
+    assert cpu.unit == "ms" and "16 clients" in cpu.name
+    assert cpu.subject is not None and (cpu.subject.lo, cpu.subject.hi) == (2.0, 3.0)
+    assert cpu.baseline is not None and cpu.baseline.median == pytest.approx(0.5)
+    assert cpu.ratio is not None and (cpu.ratio.lo, cpu.ratio.hi) == (4.0, 6.0)
+    assert cpu.holds is None  # informative: the issue's targets are on the rates
+    assert "sessions/s" in cpu.note
+
+
+def test_sessions_at_sixteen_clients_carry_the_issues_rate_target() -> None:
+    sixteen = side_by_side(16, [_metered(398.0, 10, 1.0)], [_metered(1487.0, 10, 0.1)])
+    one = side_by_side(1, [_metered(233.0, 10, 1.0)], [_metered(1048.0, 10, 0.1)])
+    assert sixteen[0].target is not None and sixteen[0].holds is False
+    assert "CPU per request: server 100.00 ms, clients 50.00 ms" in sixteen[0].note
+    assert one[0].target is None and one[0].holds is None
