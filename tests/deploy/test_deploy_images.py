@@ -4,11 +4,15 @@ final stage. test_deploy_podman.py builds the images and checks the same on them
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 from deploy_support import DEPLOY, REPO
+
+from cloister.cli._main import build_parser
 
 IMAGES = DEPLOY / "images"
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
@@ -151,3 +155,34 @@ def test_the_key_scan_finds_planted_material(tmp_path: Path) -> None:
     assert PEM_PRIVATE.search("-----BEGIN EC PRIVATE KEY-----")
     assert PEM_PRIVATE.search("-----BEGIN PRIVATE KEY-----")
     assert not HEX_KEY.search("sha256: " + "ab" * 32)
+
+
+def _json_list(instruction: str, text: str) -> list[str]:
+    match = re.search(rf"^{instruction} (\[.*\])\s*$", re.sub(r"\\\n\s*", " ", text), re.M)
+    assert match is not None, f"no JSON-form {instruction}"
+    value = json.loads(match.group(1))
+    assert isinstance(value, list)
+    return [str(v) for v in value]
+
+
+@pytest.mark.parametrize("name", ["cas", "las"])
+def test_an_images_default_command_and_healthcheck_are_valid_cloister_commands(
+        name: str) -> None:
+    """`docker run cloister/NAME` with no arguments: ENTRYPOINT + CMD, and the
+    HEALTHCHECK, go through the real CLI parser (an option since removed fails here)."""
+    text = (IMAGES / name / "Dockerfile").read_text()
+    argv = [*_json_list("ENTRYPOINT", text), *_json_list("CMD", text)]
+    assert argv[0] == "cloister"
+    build_parser(argv[1:]).parse_args(argv[1:])
+    health = re.search(r"HEALTHCHECK[^\n]*\\\n\s*CMD (.*)", text)
+    assert health is not None
+    probe = shlex.split(health.group(1).split(">")[0])
+    if probe[0] == "cloister":
+        build_parser(probe[1:]).parse_args(probe[1:])
+
+
+def test_the_las_image_serves_its_unix_socket_not_tcp() -> None:
+    text = (IMAGES / "las" / "Dockerfile").read_text()
+    cmd = _json_list("CMD", text)
+    assert cmd[cmd.index("--socket") + 1] == "/run/cloister/las.sock"
+    assert "--listen" not in cmd and "EXPOSE" not in text
