@@ -12,6 +12,11 @@ platform count for it, and another tenant's enrolments never do.
   (200 with ``created: false`` when it was enrolled already).  Audited.
 - ``GET /v1/platforms`` (client certificate) → ``{"platforms": [{"platform_id",
   "label"}]}``: the caller's own enrolments.
+- ``DELETE /v1/platforms/<platform id>`` (client certificate) → 200
+  ``{"platform_id", "owner", "removed"}``: the caller withdraws its enrolment (a
+  node retired or its key suspected); from then on that key's evidence no longer
+  counts for the caller's sessions (``removed: false`` when it was not enrolled by
+  the caller; another owner's enrolment of the same platform is untouched).  Audited.
 
 An owner's enrolments are one JSON map ``{platform id: label}`` kept sealed
 behind the store's barrier (meta ``sealed:platforms:<owner>``, AAD naming that
@@ -59,6 +64,21 @@ def post_platform(ctx: AppContext, req: Request) -> Response:
                      platform=platform_id.lower(), label=label)
     return Response.json(201 if created else 200, {
         "platform_id": platform_id.lower(), "owner": caller.key_hash, "created": created})
+
+
+def delete_platform(ctx: AppContext, req: Request) -> Response:
+    caller = req.require_caller()
+    platform_id = req.params["platform_id"].lower()
+    if not _HEX64.fullmatch(platform_id):
+        raise errors.RequestError(
+            "the platform id in the path must be 64 hex digits",
+            details=["`cloister platform list` prints the enrolled ones"])
+    removed = withdraw(ctx.store, caller.key_hash, platform_id)
+    ctx.audit.record(caller=caller.key_hash, action="withdraw-platform", session=None,
+                     decision="allow", reason="" if removed else "was not enrolled",
+                     platform=platform_id)
+    return Response.json(200, {"platform_id": platform_id, "owner": caller.key_hash,
+                               "removed": removed})
 
 
 def get_platforms(ctx: AppContext, req: Request) -> Response:
@@ -110,3 +130,17 @@ def enroll(store: SealedStore, owner: str, platform_id: str, label: str) -> bool
 
     store.update_sealed(_key(owner), add)
     return created
+
+
+def withdraw(store: SealedStore, owner: str, platform_id: str) -> bool:
+    """Record that ``owner`` no longer vouches for ``platform_id``; False if it did not."""
+    removed = False
+
+    def drop(blob: bytes | None) -> bytes:
+        nonlocal removed
+        found = _decoded(blob)
+        removed = found.pop(platform_id, None) is not None
+        return json.dumps(found, sort_keys=True).encode()
+
+    store.update_sealed(_key(owner), drop)
+    return removed

@@ -93,6 +93,7 @@ OPERATION_ROUTES: tuple[Route, ...] = (
 PLATFORM_ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/platforms", platforms.post_platform, CERT),
     Route("GET", "/v1/platforms", platforms.get_platforms, CERT),
+    Route("DELETE", "/v1/platforms/{platform_id}", platforms.delete_platform, CERT),
 )
 
 #: the attestation endpoints: the evidence is the credential, so no client certificate

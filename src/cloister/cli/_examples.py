@@ -37,6 +37,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "cloister platform enroll $(ssh node-1 cloister las platform-id) --label node-1",),
     "cloister platform list": (
         "cloister platform list -o json | jq -r '.platforms[].platform_id'",),
+    "cloister platform remove": (
+        "cloister platform remove $(ssh node-1 cloister las platform-id) --cas cas:8081",),
     "cloister cas": ("cloister cas serve --state /var/lib/cloister/cas",),
     "cloister cas serve": ("cloister cas serve --state ./cas-state --listen 0.0.0.0:8081",),
     "cloister cas show-certificate": (

@@ -1,4 +1,4 @@
-"""``cloister platform enroll|list``: the quoting keys whose evidence counts for your sessions.
+"""``cloister platform enroll|list|remove``: the quoting keys whose evidence counts for you.
 
 Simulation evidence (and TPM evidence without an EK chain) counts only from
 a platform the CAS knows: one a service lists under ``platforms:``, or one
@@ -44,6 +44,14 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(args: argparse.Namespace) -> int:
+    platform_id = _platform_id(args)
+    answer = client_from_args(args).request_json("DELETE", f"/v1/platforms/{platform_id}")
+    state = "removed" if answer.get("removed") else "was not enrolled"
+    emit(args, answer, f"{platform_id} {state} for sessions of identity {answer.get('owner')}")
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     answer = client_from_args(args).request_json("GET", "/v1/platforms")
     emit(args, answer, [f"{item.get('platform_id')} {item.get('label', '')}".rstrip()
@@ -74,3 +82,17 @@ def register(subparsers: Any) -> None:
     listing = commands.add_parser("list", help="the platforms your identity enrolled")
     add_cas_options(listing)
     listing.set_defaults(func=_list)
+    remove = commands.add_parser(
+        "remove", help="withdraw your enrolment of a platform (a retired node, a suspect key)",
+        description=(
+            "Withdraw on the CAS your enrolment of a platform: from then on evidence "
+            "signed by it no longer counts for the sessions your identity created "
+            "(unless a service lists it under platforms:). Audited on the CAS."
+        ),
+    )
+    remove.add_argument("platform_id", metavar="PLATFORM_ID", nargs="?", default=None,
+                        help="64 hex digits (cloister platform list)")
+    remove.add_argument("--las", metavar="ADDR", default=None,
+                        help="read the id from this LAS (a socket path or HOST:PORT)")
+    add_cas_options(remove)
+    remove.set_defaults(func=_remove)
