@@ -18,7 +18,9 @@ the credential):
    singleton lease it still lacks.
 
 Every decision is audited and counted; the audit names every reason, never a
-secret.
+secret.  What a session version releases is derived once and kept in memory
+(:mod:`cloister.cas._release_cache`) after a release was allowed; the decision
+itself runs for every attestation.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from cloister.attest import NO_COLLATERAL, seal_to
 from cloister.cas._decide import decide, refusal
 from cloister.cas._http import Request, Response
 from cloister.cas._nonces import MemorySpent, NonceIssuer
-from cloister.cas._platforms import enrolled_for
-from cloister.cas._release import build_config, parse_config_id, resolve_service
+from cloister.cas._platforms import enrolled_by
+from cloister.cas._release import parse_config_id
+from cloister.cas._release_cache import ReleaseCache
 from cloister.cas._service_gates import admit, presented_token, split_otp
 from cloister.policy._model import Invalid
 from cloister.policy._model_base import MAX_SESSION_NAME
-from cloister.secrets import SecretValue
 
 if TYPE_CHECKING:
     from cloister.cas._app import AppContext
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 #: longer one is refused before it reaches the audit log
 MAX_CONFIG_ID = MAX_SESSION_NAME + 1 + 128
 _EXTENSION = "attestation.nonces"
+_RELEASES = "attestation.releases"
 #: ``ctx.extensions`` key of the :class:`cloister.attest.Collateral` verifiers get
 COLLATERAL_EXTENSION = "attestation.collateral"
 
@@ -83,7 +86,7 @@ def _decode(body: dict[str, Any], name: str, decoder: Any) -> bytes:
     return data
 
 
-def _parse(req: Request) -> tuple[str, bytes, bytes, bytes]:
+def _parse(req: Request) -> tuple[str, bytes, bytes, bytes, str | None]:
     try:
         body = json.loads(req.body)
     except (ValueError, UnicodeDecodeError):
@@ -101,18 +104,29 @@ def _parse(req: Request) -> tuple[str, bytes, bytes, bytes]:
         _decode(body, "nonce", bytes.fromhex),
         _decode(body, "public_key", bytes.fromhex),
         _decode(body, "evidence", lambda s: base64.b64decode(s, validate=True)),
+        presented_token(body),
     )
 
 
+def _releases(ctx: AppContext) -> ReleaseCache:
+    cache = ctx.extensions.get(_RELEASES)
+    if cache is None:
+        fresh = ReleaseCache(ctx.sessions, size=ctx.sessions.limits.release_cache_sessions)
+        cache = ctx.extensions.setdefault(_RELEASES, fresh)
+    assert isinstance(cache, ReleaseCache)
+    return cache
+
+
 def post_config(ctx: AppContext, req: Request) -> Response:
-    config_id, nonce, public_key, evidence = _parse(req)
+    config_id, nonce, public_key, evidence, token = _parse(req)
     config_id, otp = split_otp(config_id)  # SCONE_CONFIG_ID=session/service@OTP
     # consume first: a nonce is spent by any attempt, so a refused one cannot be replayed
     nonce_ok = _nonces(ctx).check(nonce)
     session_name, service_name = parse_config_id(config_id)
     unknown = ["config id is not known to this CAS"]
+    releases = _releases(ctx)
     try:
-        session, materials = ctx.sessions.released_values(session_name)
+        release = releases.get(session_name)
     except errors.NotFound:
         return _refuse(
             ctx,
@@ -129,6 +143,7 @@ def post_config(ctx: AppContext, req: Request) -> Response:
             [f"the configuration of {config_id} cannot be released now (see the CAS audit log)"],
             audit=err.lines(),
         )
+    session = release.session
     service = session.service(service_name)
     if service is None:
         return _refuse(
@@ -138,9 +153,8 @@ def post_config(ctx: AppContext, req: Request) -> Response:
             unknown,
             audit=[f"session {session_name!r} has no service {service_name!r}"],
         )
-    values = {name: SecretValue.from_bytes(blob) for name, blob in materials.items()}
     try:
-        resolved = resolve_service(session, service, values)
+        resolved = release.resolved(service)
     except (Invalid, errors.SecretError) as err:
         return _refuse(
             ctx,
@@ -158,19 +172,17 @@ def post_config(ctx: AppContext, req: Request) -> Response:
         ephemeral_public_key=public_key,
         now=datetime.now(UTC),
         collateral=ctx.extensions.get(COLLATERAL_EXTENSION, NO_COLLATERAL),
-        enrolled_platforms=enrolled_for(ctx, session_name),
+        enrolled_platforms=enrolled_by(ctx, release.owner),
     )
     # second factors and singletons (SCONE): spent or taken only when all else passed
-    factors, lease = admit(ctx, session, service, values, otp=otp,
-                           token=presented_token(req), accepted=decision.accepted)
+    factors, lease = admit(ctx, session, service, release.values, otp=otp,
+                           token=token, accepted=decision.accepted)
     if not decision.accepted:
         return _refuse(ctx, config_id, session_name, decision.reasons + factors)
     if factors:  # the caller proved to be this service's workload: it may hear which gate
         return _refuse(ctx, config_id, session_name, factors, attested=True)
-    config = build_config(session, service, values)
-    if lease is not None:
-        config["lease"] = lease
-    sealed = seal_to(public_key, json.dumps(config, separators=(",", ":")).encode("utf-8"))
+    sealed = seal_to(public_key, release.payload(service, resolved, lease))
+    releases.keep(release)  # allowed: the next attestation of this version starts here
     claims = decision.claims
     ctx.audit.record(  # durable: nothing is released that the audit log does not show
         caller=None,

@@ -57,6 +57,10 @@ class Limits:
     attest_burst: int = 100
     #: client addresses whose buckets are remembered (the oldest full ones are forgotten)
     rate_table_size: int = 100_000
+    #: sessions whose released configuration stays in memory for the next attestation
+    #: (until the session or an import changes; the least recently used are dropped; never
+    #: on disk, see ``cloister.cas._release_cache``)
+    release_cache_sessions: int = 1000
 
     # --- audit log ----------------------------------------------------------------------
     #: bytes of ``audit.log`` before it is rotated to ``audit.log.1`` …

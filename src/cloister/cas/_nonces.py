@@ -86,7 +86,7 @@ class NonceIssuer:
 
     def __init__(self, key: bytes, spent: SpentSet, *, lifetime: float = 60.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self._key = key
+        self._mac = hmac.new(key, _DOMAIN, hashlib.sha256)  # keyed once, copied per tag
         self._spent = spent
         self.lifetime = lifetime
         self._clock = clock
@@ -95,7 +95,9 @@ class NonceIssuer:
         return f"NonceIssuer(lifetime={self.lifetime}, <key hidden>)"
 
     def _tag(self, body: bytes) -> bytes:
-        return hmac.new(self._key, _DOMAIN + body, hashlib.sha256).digest()[:_TAG]
+        mac = self._mac.copy()
+        mac.update(body)
+        return mac.digest()[:_TAG]
 
     def issue(self) -> bytes:
         millis = int(self._clock() * 1000)

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_LABEL = 200
+_SEEN_EXTENSION = "platforms.seen"
+#: owners whose decoded enrolments :func:`enrolled_by` keeps
+_SEEN_MAX = 10_000
 
 
 def post_platform(ctx: AppContext, req: Request) -> Response:
@@ -88,12 +91,24 @@ def get_platforms(ctx: AppContext, req: Request) -> Response:
         {"platform_id": pid, "label": label} for pid, label in sorted(enrolled.items())]})
 
 
-def enrolled_for(ctx: AppContext, session: str) -> frozenset[str]:
-    """The platform ids the owner of ``session`` enrolled (empty if it has no owner)."""
-    record = ctx.store.current(session)
-    if record is None:
-        return frozenset()
-    return frozenset(enrolled_platforms(ctx.store, record.creator_key_hash))
+def enrolled_by(ctx: AppContext, owner: str) -> frozenset[str]:
+    """The platform ids ``owner`` (a session's creator) enrolled, as stored now.
+
+    One read of the sealed blob per call; it is opened and decoded only when it differs
+    from the one last seen for ``owner`` (platform ids are not secret: kept in memory, at
+    most :data:`_SEEN_MAX` owners)."""
+    key = _key(owner)
+    blob = ctx.store.sealed_blob(key)
+    seen: dict[str, tuple[bytes | None, frozenset[str]]] = ctx.extensions.setdefault(
+        _SEEN_EXTENSION, {})
+    found = seen.get(owner)
+    if found is not None and found[0] == blob:
+        return found[1]
+    ids = frozenset(_decoded(ctx.store.open_sealed(key, blob)))
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    seen[owner] = (blob, ids)
+    return ids
 
 
 def _key(owner: str) -> str:

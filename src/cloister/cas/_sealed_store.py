@@ -111,6 +111,15 @@ class SealedStore:
     def current(self, name: str) -> SessionRecord | None:
         return self._open(self.backend.current(name))
 
+    def current_row(self, name: str) -> StoredVersion | None:
+        """The current version of ``name`` as stored, still sealed: compare it with a row
+        seen before to know whether anything of it changed (:meth:`opened` opens it)."""
+        return self.backend.current(name)
+
+    def opened(self, row: StoredVersion | None) -> SessionRecord | None:
+        """:meth:`current_row`'s row with its text opened (StoreError if it was altered)."""
+        return self._open(row)
+
     def version(self, name: str, session_hash: str) -> SessionRecord | None:
         return self._open(self.backend.version(name, session_hash))
 
@@ -156,7 +165,14 @@ class SealedStore:
     # --- the CAS's own sealed values and the head ------------------------------
 
     def get_sealed(self, key: str) -> bytes | None:
-        blob = self.backend.get_meta("sealed:" + key)
+        return self.open_sealed(key, self.sealed_blob(key))
+
+    def sealed_blob(self, key: str) -> bytes | None:
+        """The stored blob of a sealed value, unopened (to notice a change cheaply)."""
+        return self.backend.get_meta("sealed:" + key)
+
+    def open_sealed(self, key: str, blob: bytes | None) -> bytes | None:
+        """Open :meth:`sealed_blob`'s blob of ``key`` (StoreError if it was altered)."""
         return None if blob is None else self.keyring.open(blob, meta_aad("sealed:" + key))
 
     def put_sealed(self, key: str, value: bytes) -> None:

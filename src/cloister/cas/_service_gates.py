@@ -192,13 +192,9 @@ def gates(ctx: AppContext) -> Gates:
     return found
 
 
-def presented_token(req: Request) -> str | None:
-    """The ``service_access_token`` of an attestation request (a string), if any."""
-    try:
-        body = json.loads(req.body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    token = body.get("service_access_token") if isinstance(body, dict) else None
+def presented_token(body: Mapping[str, Any]) -> str | None:
+    """The ``service_access_token`` of an attestation request's JSON body (a string), if any."""
+    token = body.get("service_access_token")
     return token if isinstance(token, str) and token else None
 
 

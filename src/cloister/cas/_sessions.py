@@ -39,7 +39,7 @@ from cloister.cas._http import Caller
 from cloister.cas._limits import Limits
 from cloister.cas._sealed_store import SealedStore
 from cloister.cas._volume_share import volume_keys
-from cloister.cas.store import SessionRecord
+from cloister.cas.store import SessionRecord, StoredVersion
 from cloister.policy import ExportTarget, Secret, SecretKind, Session, load_session
 
 
@@ -72,6 +72,17 @@ def _origin(session: Session, name: str) -> str:
 class Written:
     record: SessionRecord
     created: bool
+
+
+@dataclass(frozen=True)
+class Released:
+    """What :meth:`SessionService.released` read: the session, ALL its secret material, and
+    each distinct stored row of a session looked up on the way (None: it did not exist),
+    the released session's own first."""
+
+    session: Session
+    values: dict[str, bytes]
+    rows: tuple[tuple[str, StoredVersion | None], ...]
 
 
 class SessionService:
@@ -143,8 +154,18 @@ class SessionService:
         ))
         return self._with_fragments(text, fragments)
 
+    def lookup(self, name: str) -> SessionRecord | None:
+        """The current version of ``name`` (None: no such session); while
+        :meth:`released` runs in this thread, the stored row is noted as one it read."""
+        row = self.store.current_row(name)
+        seen: dict[tuple[str, StoredVersion | None], None] | None = getattr(
+            self._local, "seen", None)
+        if seen is not None:  # a name read twice with different rows: both noted
+            seen[(name, row)] = None
+        return self.store.opened(row)
+
     def _current(self, name: str) -> SessionRecord:
-        record = self.store.current(name)
+        record = self.lookup(name)
         if record is None:
             raise errors.NotFound(f"session {name!r} does not exist")
         return record
@@ -299,7 +320,7 @@ class SessionService:
                 continue
             where = f"secret {secret.name!r} of session {session.name!r} imports " \
                     f"{src.secret!r} from session {src.session!r}"
-            record = self.store.current(src.session)
+            record = self.lookup(src.session)
             if record is None:
                 problems.append(f"{where}, which does not exist: create {src.session!r} first")
                 continue
@@ -436,3 +457,15 @@ class SessionService:
             values.update(self._resolve_imports(session, _creator_of(current)))
         values.update(volume_keys(self, session, _creator_of(current)))
         return session, values
+
+    def released(self, name: str) -> Released:
+        """:meth:`released_values`, with the stored rows of every session it read: the
+        result is a function of those rows alone (a version's secrets never change), so
+        it holds for as long as they are unchanged (see :mod:`cloister.cas._release_cache`)."""
+        seen: dict[tuple[str, StoredVersion | None], None] = {}
+        self._local.seen = seen
+        try:
+            session, values = self.released_values(name)
+        finally:
+            del self._local.seen
+        return Released(session, values, tuple(seen))

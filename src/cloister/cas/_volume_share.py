@@ -33,7 +33,7 @@ def volume_keys(svc: SessionService, session: Session, importer: Caller) -> dict
             continue
         where = (f"volume {volume.name!r} of session {session.name!r} imports volume "
                  f"{source.volume!r} from session {source.session!r}")
-        record = svc.store.current(source.session)
+        record = svc.lookup(source.session)
         if record is None:
             problems.append(f"{where}, which does not exist: create {source.session!r} first")
             continue
