@@ -29,7 +29,7 @@ from cryptography import x509
 
 from cloister.errors import PolicyError
 from cloister.policy._model import DEFAULT_SIZE, Secret, SecretKind
-from cloister.secrets import _keys, _x509
+from cloister.secrets import _der, _keys, _x509
 from cloister.secrets._value import SecretValue
 
 #: generated ascii secrets use printable ASCII except space and the characters
@@ -191,12 +191,15 @@ def _dependency_order(secrets: Sequence[Secret], by_name: Mapping[str, Secret]) 
 
 class _Objects:
     """The parsed key and certificate of each value by secret name: made here, or parsed
-    once from the (kept, imported) PEM when first needed."""
+    once from the (kept, imported) PEM when first needed; and for each CA what the
+    certificates it signs need of it (:class:`_x509.Issuer`), built once per CA."""
 
     def __init__(self, values: Mapping[str, SecretValue]) -> None:
         self._values = values
         self._keys: dict[str, _keys.PrivateKey] = {}
         self._certs: dict[str, x509.Certificate] = {}
+        self._issuers: dict[str, _x509.Issuer] = {}
+        self._signers: dict[str, _der.SignerInfo] = {}
 
     def key(self, name: str) -> _keys.PrivateKey:
         key = self._keys.get(name)
@@ -212,11 +215,24 @@ class _Objects:
             cert = self._certs[name] = self._values[name].certificate_object()
         return cert
 
+    def issuer(self, name: str) -> _x509.Issuer:
+        """The CA ``name`` as an issuer (its value holds its key: the caller checked)."""
+        issuer = self._issuers.get(name)
+        if issuer is None:
+            value = self._values[name]
+            assert value.cert_pem is not None
+            issuer = self._issuers[name] = _x509.Issuer(
+                self.cert(name), self.key(name), value.chain, value.cert_pem,
+                self._signers.get(name),
+            )
+        return issuer
+
     def made(self, name: str, key: _keys.PrivateKey,
-             cert: x509.Certificate | None = None) -> None:
+             issued: _x509.Issued | None = None) -> None:
         self._keys[name] = key
-        if cert is not None:
-            self._certs[name] = cert
+        if issued is not None:
+            self._certs[name] = issued.cert
+            self._signers[name] = issued.signer
 
 
 class _Keeper:
@@ -315,9 +331,7 @@ def _issuer_of(secret: Secret, values: Mapping[str, SecretValue],
             details=["import the CA together with its private key, or give this "
                      "certificate an explicit value"],
         )
-    assert value.cert_pem is not None
-    return _x509.Issuer(objects.cert(secret.issuer), objects.key(secret.issuer), value.chain,
-                        value.cert_pem)
+    return objects.issuer(secret.issuer)
 
 
 def _new_certificate(
@@ -326,11 +340,11 @@ def _new_certificate(
     key = _private_key_of(secret, objects)
     assert key is not None and secret.private_key is not None  # required without a value
     issuer = _issuer_of(secret, values, objects)
-    cert = _x509.issue(secret, key, issuer, now)
-    objects.made(secret.name, key, cert)
+    issued = _x509.issue(secret, key, issuer, now)
+    objects.made(secret.name, key, issued)
     chain = () if issuer is None else (issuer.pem, *issuer.chain)
     return SecretValue.certificate(
-        _x509.cert_pem(cert), key_pem=values[secret.private_key].key_pem, chain=chain,
+        issued.pem, key_pem=values[secret.private_key].key_pem, chain=chain,
         ca=secret.kind is SecretKind.X509_CA,
     )
 

@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cloister._pki import build_certificate
 from cloister.errors import PolicyError
 from cloister.policy._model import Secret, SecretKind
-from cloister.secrets import _keys
+from cloister.secrets import _der, _keys
 from cloister.secrets._keys import PrivateKey
 
 DEFAULT_VALIDITY = timedelta(days=3650)
@@ -53,27 +53,89 @@ class Issuer:
     chain: tuple[str, ...]
     #: ``cert`` as PEM, when the caller has it already
     known_pem: str | None = None
+    #: what its certificates need of it (name, key id, end), when the caller has it already
+    known_signer: _der.SignerInfo | None = None
 
     @property
     def pem(self) -> str:
         return self.known_pem if self.known_pem is not None else cert_pem(self.cert)
+
+    @property
+    def signer(self) -> _der.SignerInfo:
+        return self.known_signer or signer_of(self.cert, self.key)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A new certificate: the object, its PEM, and what it needs to sign (if it is a CA)."""
+
+    cert: x509.Certificate
+    pem: str
+    signer: _der.SignerInfo
 
 
 def cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def issue(
+def signer_of(cert: x509.Certificate, key: PrivateKey) -> _der.SignerInfo:
+    """The issuer's part of the certificates ``cert`` (with ``key``) signs: its subject,
+    its key identifier (its SKI, else one computed from its key) and its end."""
+    return _der.SignerInfo(
+        key, cert.subject.public_bytes(), _authority_key_id(cert, key).key_identifier or b"",
+        cert.not_valid_after_utc,
+    )
+
+
+def issue(secret: Secret, key: PrivateKey, issuer: Issuer | None, now: datetime) -> Issued:
+    """A new certificate for ``secret`` with public key of ``key``, signed by ``issuer`` or self.
+
+    The DER is written directly (:mod:`cloister.secrets._der`); inputs outside what
+    it covers (a non-ASCII DNS name, a validity outside 1950-9999 or ending before it
+    starts) go through :func:`issue_with_builder`, which also defines the profile.
+    """
+    is_ca = secret.kind is SecretKind.X509_CA
+    subject = _der.name(_common_name(secret))
+    dns = secret.dns_names
+    ips = tuple(ip.packed for ip in _ip_addresses(secret))
+    signer = issuer.signer if issuer is not None else None
+    start = now.replace(microsecond=0)
+    end = start + (secret.valid_for or DEFAULT_VALIDITY)
+    if signer is not None and signer.not_after is not None:
+        end = min(end, signer.not_after)
+    not_before = start - CLOCK_SKEW
+    if not (all(d.isascii() for d in dns) and not_before.year >= 1950
+            and end.year <= 9999 and end >= not_before):
+        cert = issue_with_builder(secret, key, issuer, now)
+        return Issued(cert, cert_pem(cert), signer_of(cert, key))
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key_id = _der.key_identifier(spki)
+    if signer is None:
+        signer = _der.SignerInfo(key, subject, key_id, None)
+    tbs = _der.tbs(
+        serial=x509.random_serial_number(), signer=signer, not_before=not_before,
+        not_after=end, subject=subject, spki=spki, key_id=key_id, ca=is_ca,
+        rsa_subject=isinstance(key, rsa.RSAPrivateKey), endpoint=secret.endpoint,
+        san_ext=_der.san(dns, ips) if dns or ips else b"",
+    )
+    der = _der.sign(tbs, signer.key)
+    own = _der.SignerInfo(key, subject, key_id, end)
+    return Issued(x509.load_der_x509_certificate(der), _der.pem(der), own)
+
+
+def issue_with_builder(
     secret: Secret, key: PrivateKey, issuer: Issuer | None, now: datetime
 ) -> x509.Certificate:
-    """A new certificate for ``secret`` with public key of ``key``, signed by ``issuer`` or self."""
+    """:func:`issue` through ``cryptography``'s certificate builder (the reference profile)."""
     is_ca = secret.kind is SecretKind.X509_CA
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _common_name(secret))])
     public_key = key.public_key()
     extensions: list[tuple[x509.ExtensionType, bool]] = [
         (_key_usage(is_ca, key), True),
         (x509.SubjectKeyIdentifier.from_public_key(public_key), False),
-        (_authority_key_id(issuer, key), False),
+        (_authority_key_id(issuer.cert, issuer.key) if issuer else _own_key_id(key), False),
     ]
     if not is_ca:
         extensions.append((_extended_key_usage(secret.endpoint), False))
@@ -114,13 +176,16 @@ def _key_usage(is_ca: bool, key: PrivateKey) -> x509.KeyUsage:
     )
 
 
-def _authority_key_id(issuer: Issuer | None, key: PrivateKey) -> x509.AuthorityKeyIdentifier:
-    if issuer is None:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+def _own_key_id(key: PrivateKey) -> x509.AuthorityKeyIdentifier:
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+
+
+def _authority_key_id(cert: x509.Certificate, key: PrivateKey) -> x509.AuthorityKeyIdentifier:
+    """The AKI of what ``cert`` (a CA with ``key``) signs: its SKI, else from its key."""
     try:
-        ski = issuer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key())
+        return _own_key_id(key)
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
 
 
@@ -132,16 +197,21 @@ def _extended_key_usage(endpoint: str | None) -> x509.ExtendedKeyUsage:
     return x509.ExtendedKeyUsage(usages)
 
 
-def _subject_alt_names(secret: Secret) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in secret.dns_names]
+def _ip_addresses(secret: Secret) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    addresses = []
     for ip in secret.san.ips:
         try:
-            names.append(x509.IPAddress(ipaddress.ip_address(ip)))
+            addresses.append(ipaddress.ip_address(ip))
         except ValueError:
             raise PolicyError(
                 f"san entry ip:{ip} of secret {secret.name!r} is not an IP address"
             ) from None
-    return names
+    return addresses
+
+
+def _subject_alt_names(secret: Secret) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in secret.dns_names]
+    return names + [x509.IPAddress(ip) for ip in _ip_addresses(secret)]
 
 
 # --- explicit certificate values ------------------------------------------------
