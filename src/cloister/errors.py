@@ -18,7 +18,11 @@ one does; only transport failures are client-side classes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+#: `cloister run`'s first process imports this module: not even typing or collections.abc
+#: (mypy reads ``if TYPE_CHECKING`` by its name)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class Error(Exception):

@@ -27,47 +27,62 @@ gid are the LAS's measurement of the process on its socket
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cloister.attest._collateral import load_collateral
-from cloister.attest._evidence import (
-    FORMAT,
-    VERSION,
-    canonical_json,
-    evidence_type,
-    platform_id,
-    report_data,
-)
-from cloister.attest._known import platform_reason
-from cloister.attest._las_client import DEFAULT_SOCKET, LasClient, default_las_address
-from cloister.attest._measure import is_python_interpreter, measure
-from cloister.attest._plugin import (
-    NO_COLLATERAL,
-    Collateral,
-    EvidenceType,
-    PolicyKey,
-    Quoter,
-    VerifiedClaims,
-    Verifier,
-)
-from cloister.attest._seal import (
-    generate_ephemeral_key,
-    open_sealed,
-    public_key_bytes_of,
-    seal_to,
-)
-from cloister.attest.simulation import SIMULATION, SimulationVerifier
-from cloister.attest.tpm import TPM, TpmVerifier, qualifying_data
+if TYPE_CHECKING:  # what the names are, for the type checker; imported on first use below
+    from cloister.attest._collateral import load_collateral
+    from cloister.attest._evidence import (
+        FORMAT,
+        VERSION,
+        canonical_json,
+        evidence_type,
+        platform_id,
+        report_data,
+    )
+    from cloister.attest._known import platform_reason
+    from cloister.attest._las import DEFAULT_LISTEN, LasServer, make_server
+    from cloister.attest._las_client import DEFAULT_SOCKET, LasClient, default_las_address
+    from cloister.attest._measure import is_python_interpreter, measure
+    from cloister.attest._plugin import (
+        NO_COLLATERAL,
+        Collateral,
+        EvidenceType,
+        PolicyKey,
+        Quoter,
+        VerifiedClaims,
+        Verifier,
+    )
+    from cloister.attest._seal import (
+        generate_ephemeral_key,
+        open_sealed,
+        public_key_bytes_of,
+        seal_to,
+    )
+    from cloister.attest.simulation import SIMULATION, SimulationVerifier
+    from cloister.attest.tpm import TPM, TpmVerifier, qualifying_data
+    from cloister.attest.tpm._quoter import DEFAULT_PCRS, TpmQuoter, parse_pcrs
 
-#: the LAS server, the TPM quoter and the registry are imported on first use:
-#: ``cloister run`` needs none of them, and its start-up time is the service's
+#: every name, by the module that defines it, imported on first use: ``cloister run``
+#: needs a few of them (the LAS client, report data, the ephemeral key), and its
+#: start-up time is the service's; the plug-ins (``simulation``, ``tpm``, their
+#: formats and ``cryptography.x509``) load only where evidence of their type is handled
 _LAZY = {
-    "DEFAULT_LISTEN": "cloister.attest._las",
-    "LasServer": "cloister.attest._las",
-    "make_server": "cloister.attest._las",
-    "DEFAULT_PCRS": "cloister.attest.tpm._quoter",
-    "TpmQuoter": "cloister.attest.tpm._quoter",
-    "parse_pcrs": "cloister.attest.tpm._quoter",
+    "load_collateral": "cloister.attest._collateral",
+    **dict.fromkeys(("FORMAT", "VERSION", "canonical_json", "evidence_type", "platform_id",
+                     "report_data"), "cloister.attest._evidence"),
+    "platform_reason": "cloister.attest._known",
+    **dict.fromkeys(("DEFAULT_LISTEN", "LasServer", "make_server"), "cloister.attest._las"),
+    **dict.fromkeys(("DEFAULT_SOCKET", "LasClient", "default_las_address"),
+                    "cloister.attest._las_client"),
+    **dict.fromkeys(("is_python_interpreter", "measure"), "cloister.attest._measure"),
+    **dict.fromkeys(("NO_COLLATERAL", "Collateral", "EvidenceType", "PolicyKey", "Quoter",
+                     "VerifiedClaims", "Verifier"), "cloister.attest._plugin"),
+    **dict.fromkeys(("generate_ephemeral_key", "open_sealed", "public_key_bytes_of",
+                     "seal_to"), "cloister.attest._seal"),
+    **dict.fromkeys(("SIMULATION", "SimulationVerifier"), "cloister.attest.simulation"),
+    **dict.fromkeys(("TPM", "TpmVerifier", "qualifying_data"), "cloister.attest.tpm"),
+    **dict.fromkeys(("DEFAULT_PCRS", "TpmQuoter", "parse_pcrs"),
+                    "cloister.attest.tpm._quoter"),
 }
 
 
@@ -75,9 +90,15 @@ def __getattr__(name: str) -> Any:
     if name == "VERIFIERS":  # evidence type → verifier, from the plug-in registry
         return importlib.import_module("cloister.attest._registry").verifiers()
     module = _LAZY.get(name)
-    if module is None:
+    if module is None:  # also how `from cloister.attest import tpm` finds the subpackage
         raise AttributeError(f"module 'cloister.attest' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next look-up is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloister import errors
+from cloister.attest._las_client import CALLER_NOT_MEASURABLE
 
 SO_PEERPIDFD = 77
-_UNREADABLE = "caller_not_measurable"
 #: the one form of a Python caller the LAS quotes for (``cloister run`` re-execs itself so)
 RUNTIME_ARGV = (("-I", "-m", "cloister.cli", "run"), ("-I", "-m", "cloister", "run"))
 _FORBIDDEN_ENV = ("LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH")
@@ -49,7 +49,7 @@ _FORBIDDEN_ENV = ("LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH")
 class CallerNotMeasurable(errors.EvidenceError):
     """The LAS may not read the caller's ``/proc`` entries (another user, or non-dumpable)."""
 
-    code = _UNREADABLE
+    code = CALLER_NOT_MEASURABLE
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,6 @@ import re
 import struct
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from cloister import errors
 
 FORMAT = "cloister-evidence"
@@ -68,6 +66,9 @@ def report_data(nonce: bytes, ephemeral_public_key: bytes) -> bytes:
 
 def spki_der(public_key: Any) -> bytes:
     """DER SubjectPublicKeyInfo of a ``cryptography`` public key."""
+    # imported here: `cloister run` needs report_data only, and this package costs it ~4 ms
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     der: bytes = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -17,6 +17,9 @@ from typing import Any
 from cloister import errors
 from cloister._address import parse_host_port
 
+#: the LAS's code for a caller whose ``/proc`` it may not read (``CallerNotMeasurable``)
+CALLER_NOT_MEASURABLE = "caller_not_measurable"
+
 
 class LasUnreachable(errors.Unreachable):
     """The LAS could not be reached at all (worth retrying; any other failure is not).

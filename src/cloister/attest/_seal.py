@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -43,9 +43,7 @@ def generate_ephemeral_key() -> X25519PrivateKey:
 
 def public_key_bytes_of(private_key: X25519PrivateKey) -> bytes:
     """The raw 32-byte public key (what report data binds and the CAS seals to)."""
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    return private_key.public_key().public_bytes_raw()
 
 
 def _derive(shared: bytes, sender_pub: bytes, recipient_pub: bytes) -> bytes:

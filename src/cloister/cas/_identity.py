@@ -131,7 +131,8 @@ def _new_server(
         (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False),
     ]
     if sealed_mode:
-        extensions.append((x509.UnrecognizedExtension(SEALED_MODE_OID, b"\x05\x00"), False))
+        extensions.append((x509.UnrecognizedExtension(
+            x509.ObjectIdentifier(SEALED_MODE_OID), b"\x05\x00"), False))
     cert = build_certificate(
         "cloister CAS (sealed mode)" if sealed_mode else "cloister CAS", key.public_key(),
         ca_key, issuer=ca_cert.subject, now=_now(),

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 
 from cloister import errors
+
+TYPE_CHECKING = False  # not typing's (see cloister.errors)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def reexec_isolated(args: Sequence[str]) -> None:

@@ -13,19 +13,24 @@ import logging
 import os
 import resource
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from cloister import errors
 from cloister._address import parse_host_port
 from cloister._python import is_python_name
-from cloister.runtime import _lease as _lease_keeper
 from cloister.runtime._attest import Timings, fetch_config
 from cloister.runtime._config import LaunchConfig
 from cloister.runtime._isolation import set_dumpable
-from cloister.runtime._native import exec_native, resolve
 from cloister.runtime._python import open_tree, run_python
 from cloister.runtime._rundir import remove_stale
 from cloister.runtime._settings import DEFAULT_CAS_PORT, RunSettings
 from cloister.runtime._volumes import mount_volumes
+
+# imported where they are needed, not here (the service's start-up time): the lease
+# keeper (threads, a helper process) only for a service with a singleton lease, the
+# native launcher only for a native program
+if TYPE_CHECKING:
+    from cloister.runtime._lease import Lease
 
 __all__ = ["LaunchConfig", "RunSettings", "Timings", "attest_and_fetch", "run"]
 
@@ -46,11 +51,19 @@ def attest_and_fetch(
     executable's resolved path (None for Python), and the step timings.
     """
     program = command[0] if command else None
-    native = None if program is None or is_python_command(program) else resolve(program)
+    native = None
+    if program is not None and not is_python_command(program):
+        native = _resolve(program)
     config, timings = fetch_config(settings, native)
     config = config.with_host_values(command[1:], host_env)
     _check_kind(config, native)
     return config, native, timings
+
+
+def _resolve(program: str) -> str:
+    from cloister.runtime._native import resolve  # noqa: PLC0415 - native programs only
+
+    return resolve(program)
 
 
 def _check_kind(config: LaunchConfig, native: str | None) -> None:
@@ -65,7 +78,7 @@ def _check_kind(config: LaunchConfig, native: str | None) -> None:
             f"service {config.session}/{config.service} runs {policy_program!r}, but cloister "
             f"run was started for Python: start it as 'cloister run -- {policy_program}'"
         )
-    if native is not None and resolve(policy_program) != native:
+    if native is not None and _resolve(policy_program) != native:
         raise errors.LaunchError(
             f"service {config.session}/{config.service} runs {policy_program!r}, not the "
             f"measured {native}: start cloister run with the policy's program"
@@ -100,11 +113,19 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
             )
         mount_volumes(config.volumes)
         if lease is not None:
-            _lease_keeper.keep_in_helper(lease)
+            from cloister.runtime._lease import keep_in_helper  # noqa: PLC0415
+
+            keep_in_helper(lease)
+        from cloister.runtime._native import exec_native  # noqa: PLC0415
+
         exec_native(config, native)
     tree = open_tree(config)  # verified against the released tag before anything runs
     mount_volumes(config.volumes)
-    release = None if lease is None else _lease_keeper.keep_in_thread(lease)
+    release = None
+    if lease is not None:
+        from cloister.runtime._lease import keep_in_thread  # noqa: PLC0415
+
+        release = keep_in_thread(lease)
     try:
         return run_python(config, tree)
     finally:
@@ -112,11 +133,13 @@ def run(command: Sequence[str], settings: RunSettings | None = None) -> int:
             release()  # an exit gives the lease back; a crash leaves it to expire
 
 
-def _lease(settings: RunSettings, config: LaunchConfig) -> _lease_keeper.Lease | None:
+def _lease(settings: RunSettings, config: LaunchConfig) -> Lease | None:
     if config.lease is None:
         return None
+    from cloister.runtime._lease import Lease  # noqa: PLC0415
+
     where = parse_host_port(settings.cas_addr, default_port=DEFAULT_CAS_PORT,
                             what="CAS address", example="CLOISTER_CAS_ADDR=cas:8081")
     lease_id, ttl = config.lease
-    return _lease_keeper.Lease(where.host, where.port, settings.cas_cert_pem,
+    return Lease(where.host, where.port, settings.cas_cert_pem,
                                settings.config_id.partition("@")[0], lease_id, ttl)

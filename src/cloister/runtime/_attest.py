@@ -33,8 +33,7 @@ from cloister.attest import (
     public_key_bytes_of,
     report_data,
 )
-from cloister.attest._caller import CallerNotMeasurable
-from cloister.attest._las_client import LasRefused
+from cloister.attest._las_client import CALLER_NOT_MEASURABLE, LasRefused
 from cloister.attest._measure import runtime_dir
 from cloister.client._transport import post_json
 from cloister.runtime._config import LaunchConfig
@@ -111,7 +110,7 @@ def _quote(las: LasClient, data: bytes, program: str | None, fspf_path: str | No
     try:
         return _retrying("LAS", ask, budget, deadline=deadline)
     except LasRefused as err:
-        if err.las_code != CallerNotMeasurable.code:
+        if err.las_code != CALLER_NOT_MEASURABLE:
             raise
     with dumpable_for_measurement():  # a LAS of this user: let it read /proc/self
         return ask()
