@@ -46,6 +46,9 @@ from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
 from cloister.cas.store import BlobRef, HeadUpdate, Rewrapper, StoredVersion
 
 DB_FILE = "cas.db"
+#: seconds between two sweeps of expired attestation nonces (one DELETE per interval,
+#: not per spend; the table holds at most the nonces of a lifetime plus this)
+NONCE_SWEEP_INTERVAL = 5.0
 _T = TypeVar("_T")
 
 _V1 = """
@@ -178,6 +181,7 @@ class SqliteStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._group = GroupCommit(self._conn, lock_file=f"{path}.lock")
+        self._next_sweep = 0.0  # when spend_nonce next deletes expired nonces
         if not path.exists():
             # create it 0600 ourselves; SQLite gives -wal/-shm the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -393,11 +397,17 @@ class SqliteStore:
         """One insert under a unique key; not waited for on disk (module doc): a crash of
         the machine can forget the spends of its last moments, whose nonces are still
         within their lifetime — and a replayed request cannot open a configuration
-        sealed to another's ephemeral key.  Expired entries are swept on the way."""
+        sealed to another's ephemeral key.  Expired entries are swept on the way, at
+        most every :data:`NONCE_SWEEP_INTERVAL` seconds (an expired nonce is refused
+        before it gets here, so an entry kept a little longer changes no answer)."""
         now = time.time()
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + NONCE_SWEEP_INTERVAL
 
         def work(db: sqlite3.Connection) -> bool:
-            db.execute("DELETE FROM spent_nonces WHERE expires_at < ?", (now,))
+            if sweep:
+                db.execute("DELETE FROM spent_nonces WHERE expires_at < ?", (now,))
             return bool(db.execute("INSERT OR IGNORE INTO spent_nonces VALUES (?, ?)",
                                    (nonce, expires_at)).rowcount == 1)
         return self._write(work, durable=False)

@@ -7,13 +7,14 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloister import errors
-from cloister.cas import SealedStore, SessionRecord, SqliteStore, sealed_sqlite
+from cloister.cas import SealedStore, SessionRecord, SqliteStore, _sqlite, sealed_sqlite
 from cloister.cas._keyring import Keyring
 from cloister.cas._keys import KEY_SIZE, read_key_file
 from cloister.cas._sealed_store import secret_aad
@@ -235,3 +236,24 @@ def test_schema_versions(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(errors.ConfigError, match="schema version 99, newer"):
         SqliteStore(path)
+
+
+def test_expired_nonces_are_swept_once_per_interval_and_a_spent_one_stays_spent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_sqlite, "NONCE_SWEEP_INTERVAL", 0.3)
+    store = SqliteStore(tmp_path / "cas.db")
+
+    def left() -> set[bytes]:
+        return {bytes(r[0]) for r in store._conn().execute("SELECT nonce FROM spent_nonces")}
+
+    try:
+        assert store.spend_nonce(b"fresh", time.time() + 60) is True  # sweeps (the first)
+        assert store.spend_nonce(b"old", time.time() - 1) is True
+        assert store.spend_nonce(b"other", time.time() + 60) is True
+        assert left() == {b"fresh", b"old", b"other"}, "no sweep within the interval"
+        time.sleep(0.35)
+        assert store.spend_nonce(b"fresh", time.time() + 60) is False  # still spent
+        assert left() == {b"fresh", b"other"}, "the expired nonce is swept after the interval"
+    finally:
+        store.close()

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from cloister import errors
-from cloister.cas import SealedStore, SessionRecord, SqliteStore
+from cloister.cas import SealedStore, SessionRecord, SqliteStore, _sqlite
 from cloister.cas._keyring import Keyring
 from cloister.cas._platforms import enroll, enrolled_platforms
 from cloister.cas._sqlite import MIGRATIONS
@@ -279,7 +279,9 @@ def test_platforms_are_enrolled_once_per_owner_across_replicas_and_only_with_the
 
 
 def test_a_nonce_is_spent_once_across_replicas(backend: Backend,
-                                                opened: Callable[[], Store]) -> None:
+                                                opened: Callable[[], Store],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_sqlite, "NONCE_SWEEP_INTERVAL", 0.0)  # sweep at every spend
     one, two = opened(), opened()
     later = time.time() + 60
     assert one.spend_nonce(b"n" * 32, later) is True
