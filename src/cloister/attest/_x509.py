@@ -8,6 +8,7 @@ signature chain, not the serial, is what authenticates them).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from datetime import datetime
 
@@ -15,9 +16,19 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
+#: certificate loads and issuer checks remembered (each a pure function of the bytes: a
+#: VCEK, PCK or AK chain that comes with every quote is parsed and checked once)
+MEMO_SIZE = 256
+
 
 def load_certificate(data: bytes) -> x509.Certificate | None:
-    """One certificate from DER or PEM bytes, or None if ``data`` is not one."""
+    """One certificate from DER or PEM bytes, or None if ``data`` is not one (remembered
+    for the :data:`MEMO_SIZE` last ``data``: a certificate object never changes)."""
+    return _load(bytes(data))
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def _load(data: bytes) -> x509.Certificate | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # serial number 0 (AMD VCEKs) is accepted on purpose
         try:
@@ -63,8 +74,14 @@ def validity_problem(cert: x509.Certificate, now: datetime, what: str) -> str | 
     return None
 
 
+@functools.lru_cache(maxsize=MEMO_SIZE)
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """True when ``issuer``'s key signed ``cert`` (RSA-PKCS1, RSA-PSS or ECDSA) and names match."""
+    """True when ``issuer``'s key signed ``cert`` (RSA-PKCS1, RSA-PSS or ECDSA) and names match.
+
+    Remembered for the :data:`MEMO_SIZE` last pairs: certificates compare and hash by
+    their whole DER encoding, so a remembered answer is that of these exact bytes
+    (validity in time is not part of it: :func:`validity_problem` checks that every time).
+    """
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
