@@ -71,3 +71,9 @@ def test_without_the_pinned_root_nothing_chains() -> None:
 def test_ak_certificate_outside_its_validity() -> None:
     result = _verify(PB.read_bytes(), at=datetime(2060, 1, 1, tzinfo=UTC))
     assert isinstance(result, list) and "AK certificate" in result[0] and "expired" in result[0]
+
+
+def test_the_shipped_certificates_are_read_once_and_cannot_be_changed_by_a_caller() -> None:
+    first = vendor.shipped_certificates()
+    assert first is vendor.shipped_certificates()  # no file read nor parse per quote
+    assert isinstance(first, tuple) and first  # immutable: a caller cannot add a root

@@ -18,10 +18,12 @@ Claims: the SHA-256 PCRs and the quotes' qualifying data (the nonce).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import importlib.resources
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -152,10 +154,12 @@ def rsa_ak(data: bytes) -> rsa.RSAPublicKey:
     return rsa.RSAPublicNumbers(exponent or 65537, int.from_bytes(modulus, "big")).public_key()
 
 
-def shipped_certificates() -> list[x509.Certificate]:
+@functools.cache
+def shipped_certificates() -> tuple[x509.Certificate, ...]:
+    """The vendor roots and intermediates shipped in ``roots/`` (read once per process)."""
     folder = importlib.resources.files("cloister.attest.tpm") / "roots"
-    return [c for f in sorted(folder.iterdir(), key=lambda f: f.name)
-            if f.name.endswith(".pem") for c in _x509.load_certificates(f.read_bytes())]
+    return tuple(c for f in sorted(folder.iterdir(), key=lambda f: f.name)
+                 if f.name.endswith(".pem") for c in _x509.load_certificates(f.read_bytes()))
 
 
 def _signature_ok(ak: rsa.RSAPublicKey, quote: _Quote) -> bool:
@@ -170,8 +174,8 @@ def _signature_ok(ak: rsa.RSAPublicKey, quote: _Quote) -> bool:
     return True
 
 
-def verify_attestation(data: bytes, now: datetime | None,
-                       certificates: list[x509.Certificate]) -> VerifiedClaims | list[str]:
+def verify_attestation(data: bytes, now: datetime | None, certificates: Sequence[
+                       x509.Certificate]) -> VerifiedClaims | list[str]:
     """Steps in the module docstring; ``certificates`` are the pinned root and intermediates."""
     # (1) the message parses
     try:
