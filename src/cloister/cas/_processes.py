@@ -27,7 +27,7 @@ are per process: a scrape is answered by one of them.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import dataclasses
 import logging
 import math
@@ -39,7 +39,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from cloister import errors
+from cloister import _prctl, errors
 from cloister.cas._limits import Limits
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ _log = logging.getLogger(__name__)
 MAX_PROCESSES = 64
 #: seconds before a process that died is started again
 RESTART_PAUSE = 5.0
-_PR_SET_PDEATHSIG = 1
 _MAIN = "import sys; from cloister.cas._processes import main; sys.exit(main())"
 
 
@@ -140,17 +139,16 @@ class Siblings:
 
 
 def _die_with_parent(parent: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the first process still stops us
-        pass
+    # not Linux: the first process still stops us
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the line above
         sys.exit(0)
 
 
 def main() -> int:
     """A further CAS process (step 2): its config on stdin, served until SIGTERM."""
+    _prctl.seal_off_server()  # exec made this process dumpable again
     parent, config = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 — from our parent
     _die_with_parent(parent)
     from cloister.cli._main import _configure_logging  # noqa: PLC0415

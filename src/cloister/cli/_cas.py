@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cloister import errors
+from cloister._prctl import seal_off_server
 from cloister.cli import _cas_migrate
 from cloister.cli._cas_client import register_client_commands
 from cloister.cli._cas_seal import register as register_seal_commands
@@ -129,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     from cloister.cas._limits import Limits, with_overrides  # noqa: PLC0415
     from cloister.cas._server import parse_listen  # noqa: PLC0415
 
+    seal_off_server()  # before any key is read or made
     pairs = [f"max_body={args.max_body}"]
     if args.threads is not None:
         pairs.append(f"workers={args.threads}")

@@ -10,6 +10,7 @@ from types import FrameType
 from typing import Any
 
 from cloister import attest, errors
+from cloister._prctl import seal_off_server
 from cloister.attest import _evidence, _las
 from cloister.attest.simulation import load_or_create_platform_key
 from cloister.attest.tpm import _quoter as _tpm_quoter
@@ -93,6 +94,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    seal_off_server()  # before any key is read or made
     state = args.state if args.state is not None else _las.default_state_dir()
     evidence, options = _quoter_choice(args)
     server = attest.make_server(state, args.listen, socket_path=args.socket_path,

@@ -28,32 +28,27 @@ user, a dedicated uid is the protection.
 
 from __future__ import annotations
 
-import ctypes
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cloister import errors
-
-PR_SET_DUMPABLE = 4
-PR_SET_PDEATHSIG = 1
+from cloister import _prctl, errors
 
 
-def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise errors.LaunchError(f"prctl({option}, {value}) failed: {os.strerror(err)}")
+def _prctl_or_refuse(option: int, value: int) -> None:
+    try:
+        _prctl.prctl(option, value)
+    except OSError as err:
+        raise errors.LaunchError(str(err.strerror)) from None
 
 
 def set_dumpable(dumpable: bool) -> None:
-    _prctl(PR_SET_DUMPABLE, int(dumpable))
+    _prctl_or_refuse(_prctl.PR_SET_DUMPABLE, int(dumpable))
 
 
 def die_with_parent(signal_number: int) -> None:
     """Ask the kernel to send ``signal_number`` to this process when its parent dies."""
-    _prctl(PR_SET_PDEATHSIG, signal_number)
+    _prctl_or_refuse(_prctl.PR_SET_PDEATHSIG, signal_number)
 
 
 def tracer() -> int:
