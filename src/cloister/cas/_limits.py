@@ -35,6 +35,10 @@ class Limits:
     body_deadline: float = 30.0
     #: seconds a kept-alive connection may stay idle, and any single read or write may wait
     idle_timeout: float = 30.0
+    #: seconds a worker that has just answered on a kept-alive connection waits for the
+    #: connection's next request before handing it back to be watched (a quick client's
+    #: next request then costs no thread hand-off); at most half the workers wait at once
+    keepalive_linger: float = 0.02
     #: open connections per client address (beyond: closed at accept)
     max_connections_per_address: int = 32
     #: open connections in all (beyond: closed at accept)

@@ -260,6 +260,9 @@ class CASServer:
         metrics.gauge("cloister_cas_header_timeouts", "Connections closed for not sending "
                       "their request head within header_deadline, since start.",
                       lambda: server.gate.timed_out)
+        metrics.gauge("cloister_cas_keepalive_direct", "Kept-alive requests read by the "
+                      "worker that had just answered on the connection (no hand-off), "
+                      "since start.", lambda: server.gate.direct)
         metrics.gauge("cloister_cas_process_id", "The id of the CAS process that answered "
                       "(with --processes N, one of N).", os.getpid)
 

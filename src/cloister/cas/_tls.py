@@ -14,7 +14,13 @@ callback, so:
   connection and puts the caller's identity into the WSGI environ:
   ``ENV_KEY_HASH`` (SHA-256 hex of the DER SubjectPublicKeyInfo) and
   ``ENV_CERT_PEM``.  A connection without a certificate gets neither key:
-  the caller is anonymous and reaches only public routes.
+  the caller is anonymous and reaches only public routes.  The identity is
+  worked out once per connection, at its first request, and kept with it:
+  the peer of a TLS connection cannot change after its handshake, since the
+  context refuses renegotiation (TLS 1.2; TLS 1.3 has none, and the CAS never
+  asks for a post-handshake certificate).
+- :class:`_SSLWriter` sends a response's head and body as one TLS write
+  (:meth:`_SSLWriter.cork`) instead of one per part.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import socket
 import time
 from typing import Any
 
+from cheroot import errors as cheroot_errors
 from cheroot import wsgi
 from cheroot.makefile import StreamReader
 from cheroot.ssl.pyopenssl import SSLConnection, SSLFileobjectStreamReader, pyOpenSSLAdapter
@@ -133,6 +140,76 @@ class _SSLReader(SSLFileobjectStreamReader):
         self.bytes_read = 0
 
 
+class _SSLWriter:
+    """The response side of a TLS connection: a write goes out at once, unless corked.
+
+    Between :meth:`cork` and :meth:`uncork` writes are gathered (up to
+    ``_CORK_LIMIT`` bytes), so a response's head and body leave in one TLS
+    write and one ``send`` instead of one each; cheroot's own writer (the
+    pure-Python ``_pyio`` one) sent every part as it came.  A full send buffer
+    is waited out up to the socket's timeout; TLS and socket failures surface as
+    cheroot expects them (``OSError`` with the errno, or ``FatalSSLAlert``).
+    """
+
+    _CORK_LIMIT = 64 * 1024
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+        self._corked = False
+        self.bytes_written = 0
+        self.closed = False
+
+    def cork(self) -> None:
+        self._corked = True
+
+    def uncork(self) -> None:
+        self._corked = False
+        self.flush()
+
+    def write(self, data: Any) -> int:
+        if self.closed:
+            raise ValueError("write to a closed connection")
+        self._buf += data
+        self.bytes_written += len(data)
+        if not self._corked or len(self._buf) >= self._CORK_LIMIT:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buf:
+            data, self._buf = bytes(self._buf), bytearray()
+            self._send_all(data)
+
+    def _send_all(self, data: bytes) -> None:
+        sock = self._sock
+        timeout = sock.gettimeout() or 30.0
+        deadline = time.monotonic() + timeout
+        view = memoryview(data)
+        while view:
+            try:
+                sent = int(sock.send(view[:16384]))
+            except SSL.WantWriteError:
+                readable, writable = [], [sock.fileno()]
+            except SSL.WantReadError:
+                readable, writable = [sock.fileno()], []
+            except SSL.SysCallError as exc:
+                raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
+            except SSL.Error as exc:
+                raise cheroot_errors.FatalSSLAlert(*exc.args) from None
+            else:
+                view = view[sent:]
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out writing the response")
+            select.select(readable, writable, [], remaining)
+
+    def close(self) -> None:
+        self.closed = True
+        self._buf = bytearray()
+
+
 def _private_key(pem: bytes) -> Any:
     return serialization.load_pem_private_key(pem, password=None)
 
@@ -165,9 +242,10 @@ class ClientCertAdapter(pyOpenSSLAdapter):
     def get_context(self) -> SSL.Context:
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-        options = SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
-        options |= getattr(SSL, "OP_NO_RENEGOTIATION", 0)
-        ctx.set_options(options)
+        # no renegotiation: a connection's peer certificate is the one its handshake
+        # verified, for as long as it lives (IdentityGateway keeps it per connection)
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                        | SSL.OP_NO_RENEGOTIATION)
         ctx.set_cipher_list(_CIPHERS)
         ctx.use_certificate_chain_file(self.certificate)
         ctx.use_privatekey(_private_key(self._key_pem))
@@ -191,11 +269,13 @@ class ClientCertAdapter(pyOpenSSLAdapter):
             reader = _SSLReader(conn, "rb", bufsize if bufsize > 0 else io.DEFAULT_BUFFER_SIZE)
             reader.ssl_timeout = conn.gettimeout()
             return reader
+        if "w" in mode and isinstance(sock, SSL.Connection | SSLConnection):
+            return _SSLWriter(sock)
         return super().makefile(sock, mode, bufsize)
 
 
-def _peer_certificate(req: Any) -> x509.Certificate | None:
-    sock = getattr(req.conn, "socket", None)
+def _peer_certificate(conn: Any) -> x509.Certificate | None:
+    sock = getattr(conn, "socket", None)
     if isinstance(sock, SSLConnection):
         sock = sock._ssl_conn  # type: ignore[attr-defined]  # cheroot's locking proxy around the pyOpenSSL connection
     if not isinstance(sock, SSL.Connection):
@@ -206,6 +286,25 @@ def _peer_certificate(req: Any) -> x509.Certificate | None:
         return None
 
 
+#: the connection attribute holding its caller's identity, once known
+_IDENTITY = "_cloister_identity"
+
+
+def connection_identity(conn: Any) -> tuple[str, str] | None:
+    """``(key hash, certificate PEM)`` of the peer of ``conn`` (a cheroot connection), or
+    None (no certificate: anonymous).  Worked out at the first request of the connection
+    (its handshake is complete by then) and kept on it: renegotiation is refused, so the
+    certificate the handshake verified is the connection's for its whole life."""
+    cached: tuple[tuple[str, str] | None] | None = conn.__dict__.get(_IDENTITY)
+    if cached is None:
+        cert = _peer_certificate(conn)
+        identity = None if cert is None else (
+            key_hash(cert), cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+        cached = (identity,)
+        setattr(conn, _IDENTITY, cached)
+    return cached[0]
+
+
 class IdentityGateway(wsgi.Gateway_10):
     """WSGI gateway that adds the caller's identity (from the TLS peer cert) to the environ."""
 
@@ -214,8 +313,7 @@ class IdentityGateway(wsgi.Gateway_10):
         # never trust identity keys that arrive any other way
         env.pop(ENV_KEY_HASH, None)
         env.pop(ENV_CERT_PEM, None)
-        cert = _peer_certificate(self.req)
-        if cert is not None:
-            env[ENV_KEY_HASH] = key_hash(cert)
-            env[ENV_CERT_PEM] = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        identity = connection_identity(self.req.conn)
+        if identity is not None:
+            env[ENV_KEY_HASH], env[ENV_CERT_PEM] = identity
         return env

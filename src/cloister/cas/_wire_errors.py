@@ -65,4 +65,4 @@ class JSONErrorConnection(server.HTTPConnection):
     RequestHandlerClass = JSONErrorRequest
 
 
-__all__ = ["JSONErrorConnection"]
+__all__ = ["JSONErrorConnection", "JSONErrorRequest"]
