@@ -27,7 +27,8 @@ Bounds (the settings are in :class:`cloister.cas.Limits`):
   ``durable`` entries raise
   :class:`errors.StoreFull` (507), so nothing that must be audited happens
   unaudited: session writes and configuration releases wait for space,
-  reads go on.
+  reads go on.  (The free space is read at every check while less than 64 MiB
+  are free, and at most once a second above that.)
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _MINUTE = 60.0
 #: free bytes below which writes that must be audited are refused before they start
 _HEADROOM = 64 * 1024
+#: free space at least this large is read again only after ``_PLENTY_S`` seconds (a
+#: ``statvfs`` per request costs little, but it lets the GIL go in a busy server); below
+#: it, every check reads it
+_PLENTY = 64 * 1024 * 1024
+_PLENTY_S = 1.0
 
 
 def _stamp(seconds: float) -> str:
@@ -103,6 +109,9 @@ class AuditLog:
         self._size = 0
         self._inode = 0
         self._shared = shared
+        self._root = os.geteuid() == 0  # root may use the blocks reserved for it
+        #: until when the free space last read counts as plenty (monotonic seconds)
+        self._plenty_until = 0.0
         self._open()
 
     def _open(self) -> None:
@@ -155,6 +164,8 @@ class AuditLog:
     def require_writable(self) -> None:
         """:class:`errors.StoreFull` unless entries can be written now: the backlog is
         flushed and the filesystem has at least ``_HEADROOM`` bytes free."""
+        if not (self._backlog or self._lost) and time.monotonic() < self._plenty_until:
+            return  # nothing held back and plenty of space: no lock needed to know it
         with self._lock:
             if self._backlog or self._lost:
                 self._drain()
@@ -162,12 +173,18 @@ class AuditLog:
                 raise _full()
 
     def _free(self) -> int:
+        """Free bytes for the log (``_PLENTY`` at most: re-read once a second while plenty)."""
+        now = time.monotonic()
+        if now < self._plenty_until:
+            return _PLENTY
         try:
             st = os.fstatvfs(self._fd)
         except OSError:
             return 0
-        blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
-        return blocks * st.f_frsize
+        blocks = st.f_bfree if self._root else st.f_bavail
+        free = blocks * st.f_frsize
+        self._plenty_until = now + _PLENTY_S if free >= _PLENTY else 0.0
+        return free
 
     # --- summarising anonymous refusals ------------------------------------------------
 
@@ -222,6 +239,7 @@ class AuditLog:
                     self._append(line)
                     return
                 except OSError as exc:
+                    self._plenty_until = 0.0
                     if exc.errno not in _FULL:
                         raise errors.StoreError(
                             f"the CAS audit log cannot be written: {exc.strerror}"

@@ -4,9 +4,10 @@ Every write of :class:`cloister.cas._sqlite.SqliteStore` is a *unit*: a
 function of the connection that reads and writes inside a transaction.
 :meth:`GroupCommit.run` queues the unit and waits until it is committed:
 
-1. the first waiting thread becomes the *leader*; the others wait on a
-   condition (not in SQLite's busy handler, which sleeps in steps of up to
-   100 ms and lets the lock go idle);
+1. the first waiting thread becomes the *leader*; the others wait, each on
+   its own unit's lock (not in SQLite's busy handler, which sleeps in steps of
+   up to 100 ms and lets the lock go idle; and not on one shared condition, so
+   a commit wakes only the threads it answers);
 2. the leader takes up to ``max_batch`` queued units, takes the store's
    writer lock file (``flock``: CAS processes sharing the file queue in the
    kernel, not in SQLite's busy handler), opens one ``BEGIN IMMEDIATE``
@@ -23,6 +24,8 @@ function of the connection that reads and writes inside a transaction.
 4. only then is every unit of the batch answered — its result, or its own
    exception, or the commit's exception for all of them (nothing of the batch
    was written).  So a caller is acknowledged only after its write is on disk.
+   When the leader's own unit is answered, the thread of the oldest waiting
+   unit leads next.
 
 While the leader commits, new units queue; the next leader takes them all, so
 the number of fsyncs per second stays about the same while the writes per
@@ -37,13 +40,19 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 _T = TypeVar("_T")
 
 #: units committed together at most
 MAX_BATCH = 64
+
+
+def _held() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 @dataclass
@@ -53,9 +62,9 @@ class _Unit(Generic[_T]):
     finished: bool = False
     result: Any = None
     error: BaseException | None = None
-
-    def is_done(self) -> bool:
-        return self.finished
+    #: released (once) when the unit is finished or its thread is to lead: its thread
+    #: waits on this lock alone, so a batch wakes only the threads it answers
+    wake: threading.Lock = field(default_factory=_held)
 
     def outcome(self) -> _T:
         if self.error is not None:
@@ -81,7 +90,7 @@ class GroupCommit:
                 self._lock_fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._queue: list[_Unit[Any]] = []
         self._leading = False
-        self._cv = threading.Condition()
+        self._mutex = threading.Lock()
         #: batches and units committed since start (for tests and metrics)
         self.batches = 0
         self.units = 0
@@ -89,32 +98,36 @@ class GroupCommit:
     def run(self, work: Callable[[sqlite3.Connection], _T], *, durable: bool = True) -> _T:
         """``work(db)`` inside a write transaction; its result once committed (step 4)."""
         unit: _Unit[_T] = _Unit(work, durable)
-        with self._cv:
+        with self._mutex:
             self._queue.append(unit)
-            while self._leading and not unit.finished:
-                self._cv.wait()
+            lead = not self._leading
+            self._leading = True  # step 1: the first waiting thread leads
+        if not lead:
+            unit.wake.acquire()  # until a leader answers it, or hands it the lead
             if unit.finished:
                 return unit.outcome()
-            self._leading = True  # step 1: this thread leads until its own unit is done
         try:
-            while not unit.is_done():
-                with self._cv:
+            while not unit.finished:  # this thread leads until its own unit is done
+                with self._mutex:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
                 try:
                     with self._process_lock():
                         self._commit(batch)
                 finally:
-                    with self._cv:
-                        for done in batch:
-                            done.finished = True
+                    with self._mutex:
                         self.batches += 1
                         self.units += len(batch)
-                        self._cv.notify_all()
+                    for done in batch:  # step 4: answered only now
+                        done.finished = True
+                        if done is not unit:
+                            done.wake.release()
         finally:
-            with self._cv:
-                self._leading = False
-                self._cv.notify_all()
+            with self._mutex:
+                if self._queue:  # the thread of the oldest waiting unit leads next
+                    self._queue[0].wake.release()
+                else:
+                    self._leading = False
         return unit.outcome()
 
     @contextlib.contextmanager

@@ -101,6 +101,8 @@ class Keyring:
         self._active = 0
         self._raw: bytes | None = None
         self._checked = 0.0
+        #: (encoded head, counter) of the last head made or authenticated here
+        self._known_head: tuple[bytes, int] | None = None
         self._load(create=True)
 
     def __repr__(self) -> str:
@@ -215,14 +217,21 @@ class Keyring:
         """The counter of a stored head (0 when none); StoreError if its MAC is wrong."""
         if raw is None:
             return 0
+        known = self._known_head  # the last head this keyring made or checked: no MAC again
+        if known is not None and known[0] == raw:
+            return known[1]
         head = Head.decode(raw)
         if not hmac.compare_digest(self.head(head.counter).mac, head.mac):
             raise errors.StoreError(
                 f"the store's head (counter {head.counter}) fails authentication under the "
                 "master key: the store was tampered with or belongs to another CAS"
             )
+        self._known_head = (raw, head.counter)
         return head.counter
 
     def next_head(self, raw: bytes | None) -> bytes:
         """The head after one more write (for :data:`cloister.cas.store.HeadUpdate`)."""
-        return self.head(self.verify_head(raw) + 1).encode()
+        counter = self.verify_head(raw) + 1
+        encoded = self.head(counter).encode()
+        self._known_head = (encoded, counter)
+        return encoded

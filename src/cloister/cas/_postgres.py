@@ -51,6 +51,7 @@ from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
 from cloister.cas._store_common import (
     name_taken,
     no_such_session,
+    quota_exceeded,
     stale_predecessor,
     version_taken,
 )
@@ -353,19 +354,30 @@ class PostgresStore:
                    "SET value = EXCLUDED.value", (head(None if row is None else bytes(row[0])),))
 
     def create(self, version: StoredVersion, secrets: Mapping[str, bytes],
-               head: HeadUpdate) -> None:
-        def work(db: psycopg.Connection[Any]) -> None:
+               head: HeadUpdate, *, max_sessions: int | None = None) -> int:
+        def work(db: psycopg.Connection[Any]) -> int:
             taken = db.execute(
                 "INSERT INTO current_sessions (name, hash) VALUES (%s, %s) "
                 "ON CONFLICT (name) DO NOTHING", (version.name, version.hash),
             ).rowcount
             if taken != 1:
                 raise name_taken(version.name)
+            if max_sessions is not None and max_sessions <= 0:
+                raise quota_exceeded(max_sessions)
+            # the creator's row is locked until the commit: concurrent creates by one
+            # creator (any process) see each other's counts, so the quota is exact
+            row = db.execute(
+                "INSERT INTO creator_sessions VALUES (%s, 1) ON CONFLICT (creator_key_hash) "
+                "DO UPDATE SET sessions = creator_sessions.sessions + 1 "
+                "WHERE creator_sessions.sessions < %s RETURNING sessions",
+                (version.creator_key_hash, 2**63 - 1 if max_sessions is None else max_sessions),
+            ).fetchone()
+            if row is None:
+                assert max_sessions is not None
+                raise quota_exceeded(max_sessions)
             self._insert(db, version, secrets, head)
-            db.execute("INSERT INTO creator_sessions VALUES (%s, 1) ON CONFLICT "
-                       "(creator_key_hash) DO UPDATE SET sessions = creator_sessions.sessions + 1",
-                       (version.creator_key_hash,))
-        self._run(work, write=True)
+            return int(row[0])
+        return self._run(work, write=True)
 
     def update(self, version: StoredVersion, secrets: Mapping[str, bytes],
                head: HeadUpdate) -> None:

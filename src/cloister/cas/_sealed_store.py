@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cloister import errors
 from cloister.cas._keyring import HEAD, Keyring
 from cloister.cas.store import BlobRef, SessionRecord, Store, StoredVersion
+
+_T = TypeVar("_T")
 
 
 def _join(tag: bytes, parts: tuple[str, ...]) -> bytes:
@@ -80,8 +83,8 @@ class SealedStore:
         }
         return version, blobs
 
-    def _write(self, op: Callable[..., None], rec: SessionRecord,
-               secrets: Mapping[str, bytes]) -> None:
+    def _write(self, op: Callable[..., _T], rec: SessionRecord,
+               secrets: Mapping[str, bytes], **kwargs: Any) -> _T:
         version, blobs = self._sealed(rec, secrets)
         written: list[bytes] = []
 
@@ -89,12 +92,15 @@ class SealedStore:
             written.append(self.keyring.next_head(old))
             return written[-1]
 
-        op(version, blobs, head)
+        result = op(version, blobs, head, **kwargs)
         if self._on_commit is not None and written:
             self._on_commit(self.keyring.verify_head(written[-1]))
+        return result
 
-    def create(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
-        self._write(self.backend.create, record, secrets)
+    def create(self, record: SessionRecord, secrets: Mapping[str, bytes],
+               *, max_sessions: int | None = None) -> int:
+        """See :meth:`cloister.cas.store.Store.create`: the creator's count after it."""
+        return self._write(self.backend.create, record, secrets, max_sessions=max_sessions)
 
     def update(self, record: SessionRecord, secrets: Mapping[str, bytes]) -> None:
         self._write(self.backend.update, record, secrets)

@@ -38,9 +38,13 @@ from cloister.cas._engine import SecretEngine
 from cloister.cas._http import Caller
 from cloister.cas._limits import Limits
 from cloister.cas._sealed_store import SealedStore
+from cloister.cas._store_common import quota_exceeded
 from cloister.cas._volume_share import volume_keys
 from cloister.cas.store import SessionRecord, StoredVersion
 from cloister.policy import ExportTarget, Secret, SecretKind, Session, load_session
+
+#: creators whose session counts are kept in memory (beyond: forgotten, read again)
+_CREATORS_KNOWN = 4096
 
 
 def _creator_of(record: SessionRecord) -> Caller:
@@ -105,6 +109,8 @@ class SessionService:
         self.creators = creators
         #: per thread, sessions whose imported fragments are being resolved (import cycles)
         self._local = threading.local()
+        #: sessions created per creator key hash, at least (see :meth:`_created_by`)
+        self._created: dict[str, int] = {}
 
     # --- parsing (cached: stored texts are immutable per hash) ---------------
 
@@ -222,13 +228,26 @@ class SessionService:
                 details=[f"your key hash {caller.key_hash} is not in the list given with "
                          "cloister cas serve --creators"],
             )
+        # refused before any key is made when known to be at the quota; the store
+        # checks it again, exactly, in the write's transaction
         limit = self.limits.max_sessions_per_creator
-        if self.store.sessions_created_by(caller.key_hash) >= limit:
-            raise errors.QuotaExceeded(
-                f"your identity has created {limit} sessions, the most this CAS allows "
-                "(limit max_sessions_per_creator)",
-                details=["ask the CAS operator to raise the limit"],
-            )
+        if self._created_by(caller.key_hash) >= limit:
+            raise quota_exceeded(limit)
+
+    def _created_by(self, creator: str) -> int:
+        """A lower bound of the names ``creator`` has created: read from the store once, then
+        the count each create returns (counts only grow; other processes may add to them)."""
+        known = self._created.get(creator)
+        if known is None:
+            known = self.store.sessions_created_by(creator)
+            self._count_created(creator, known)
+        return known
+
+    def _count_created(self, creator: str, count: int) -> None:
+        if len(self._created) >= _CREATORS_KNOWN and creator not in self._created:
+            self._created.clear()
+        if count > self._created.get(creator, -1):
+            self._created[creator] = count
 
     def _deny(
         self, caller: Caller | None, action: str, name: str | None, code: str, why: str
@@ -267,7 +286,13 @@ class SessionService:
             creator_key_hash=caller.key_hash, creator_cert_pem=caller.cert_pem,
             created_at=self._clock(),
         )
-        self.store.create(record, secrets)
+        limit = self.limits.max_sessions_per_creator
+        try:
+            count = self.store.create(record, secrets, max_sessions=limit)
+        except errors.QuotaExceeded:
+            self._count_created(caller.key_hash, limit)
+            raise
+        self._count_created(caller.key_hash, count)
         return record
 
     def _update(self, session: Session, text: str, caller: Caller) -> SessionRecord:

@@ -43,6 +43,7 @@ from typing import ClassVar, TypeVar
 from cloister import errors
 from cloister.cas._group_commit import GroupCommit
 from cloister.cas._schema import SCHEMA_TABLE_SQL, Migration, pending
+from cloister.cas._store_common import quota_exceeded
 from cloister.cas.store import BlobRef, HeadUpdate, Rewrapper, StoredVersion
 
 DB_FILE = "cas.db"
@@ -140,6 +141,27 @@ def _store_error(exc: sqlite3.Error) -> errors.StoreError:
             details=["free disk space in the CAS state directory and retry"],
         )
     return errors.StoreError(f"the CAS store failed: {text}")
+
+
+def _count_creation(db: sqlite3.Connection, creator: str, limit: int | None) -> int:
+    """Count one more name of ``creator`` in the write transaction (so the quota is
+    exact across processes: the writer lock orders them); the new count."""
+    if limit is not None and limit <= 0:
+        raise quota_exceeded(limit)
+    row = db.execute(
+        "INSERT INTO creator_sessions VALUES (?, 1) ON CONFLICT (creator_key_hash) "
+        "DO UPDATE SET sessions = creator_sessions.sessions + 1 "
+        "WHERE creator_sessions.sessions < ? RETURNING sessions",
+        (creator, _NO_LIMIT if limit is None else limit),
+    ).fetchone()
+    if row is None:
+        assert limit is not None
+        raise quota_exceeded(limit)
+    return int(row[0])
+
+
+#: the limit that is none (SQLite integers are 64-bit)
+_NO_LIMIT = 2**63 - 1
 
 
 def _blob(value: object) -> bytes:
@@ -258,9 +280,10 @@ class SqliteStore:
                    (head(None if row is None else bytes(row[0])),))
 
     def create(
-        self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate
-    ) -> None:
-        def work(db: sqlite3.Connection) -> None:
+        self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate,
+        *, max_sessions: int | None = None,
+    ) -> int:
+        def work(db: sqlite3.Connection) -> int:
             if db.execute(
                 "SELECT 1 FROM current_sessions WHERE name=?", (version.name,)
             ).fetchone():
@@ -268,13 +291,12 @@ class SqliteStore:
                     f"session {version.name!r} already exists",
                     details=["to change it, send an update whose predecessor is its hash"],
                 )
+            count = _count_creation(db, version.creator_key_hash, max_sessions)
             self._insert(db, version, secrets, head)
             db.execute("INSERT INTO current_sessions VALUES (?,?)",
                        (version.name, version.hash))
-            db.execute("INSERT INTO creator_sessions VALUES (?, 1) ON CONFLICT "
-                       "(creator_key_hash) DO UPDATE SET sessions = creator_sessions.sessions + 1",
-                       (version.creator_key_hash,))
-        self._write(work)
+            return count
+        return self._write(work)
 
     def update(
         self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate

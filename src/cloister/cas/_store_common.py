@@ -12,6 +12,14 @@ def name_taken(name: str) -> errors.Conflict:
     )
 
 
+def quota_exceeded(limit: int) -> errors.QuotaExceeded:
+    return errors.QuotaExceeded(
+        f"your identity has created {limit} sessions, the most this CAS allows "
+        "(limit max_sessions_per_creator)",
+        details=["ask the CAS operator to raise the limit"],
+    )
+
+
 def version_taken(name: str, session_hash: str) -> errors.Conflict:
     return errors.Conflict(f"session {name!r} already has a version with hash {session_hash}")
 

@@ -97,9 +97,15 @@ class Store(Protocol):
     """Persistence of session versions, sealed secrets and barrier metadata."""
 
     def create(
-        self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate
-    ) -> None:
-        """Add a new name.  :class:`errors.Conflict` if the name exists."""
+        self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate,
+        *, max_sessions: int | None = None,
+    ) -> int:
+        """Add a new name; the number of names its creator has created, this one included.
+
+        :class:`errors.Conflict` if the name exists; :class:`errors.QuotaExceeded` if
+        the creator has created ``max_sessions`` names already (checked in the write's
+        own transaction: exact however many processes write).
+        """
 
     def update(
         self, version: StoredVersion, secrets: Mapping[str, bytes], head: HeadUpdate

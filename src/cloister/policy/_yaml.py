@@ -20,8 +20,7 @@ recursive composer cannot exhaust the stack.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from yaml.events import AliasEvent, NodeEvent
@@ -34,8 +33,7 @@ MAX_DEPTH = 32
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
-@dataclass(frozen=True)
-class Mark:
+class Mark(NamedTuple):
     line: int  # 1-based
     column: int  # 1-based
     #: where the text came from when it is not the session itself (an imported fragment)
@@ -46,9 +44,11 @@ class Mark:
         return f"{where}line {self.line} column {self.column}"
 
 
-@dataclass(frozen=True)
-class Node:
-    """A YAML value with its position.  ``value`` is a scalar, list[Node] or dict[str, Entry]."""
+class Node(NamedTuple):
+    """A YAML value with its position.  ``value`` is a scalar, list[Node] or dict[str, Entry].
+
+    (Node, Mark and Entry are named tuples, not dataclasses: a session has a few
+    dozen of each, and a tuple is made in a third of the time.)"""
 
     value: Any
     mark: Mark
@@ -58,8 +58,7 @@ class Node:
     span: tuple[int, int] = (0, 0)
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     key_mark: Mark
     node: Node
 
@@ -164,39 +163,49 @@ def _strict(text: str, source: str) -> Node:
     return _convert(root, loader, 0, source)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 def _convert(node: Any, loader: yaml.SafeLoader | _FastLoader, depth: int, source: str) -> Node:
-    mark = _mark(node.start_mark, source)
-    span = (node.start_mark.index, node.end_mark.index)
+    start = node.start_mark
+    mark = Mark(start.line + 1, start.column + 1, source)
+    span = (start.index, node.end_mark.index)
     if depth > MAX_DEPTH:
         raise PolicyError(f"nesting deeper than {MAX_DEPTH} levels at {mark}")
-    if node.tag in SCONE_TAGS:
+    tag = node.tag
+    if tag in SCONE_TAGS:
         # SCONE's secret backend tags: a tagged scalar reads as the tag, a tagged mapping as
         # {"!akv": mapping} so that the reader sees which backend was chosen
         if isinstance(node, ScalarNode) and not node.value:
-            return Node(node.tag, mark, "scalar", node.tag, span)
+            return Node(tag, mark, "scalar", tag, span)
         inner = _convert(_untagged(node), loader, depth + 1, source)
-        return Node({node.tag: Entry(mark, inner)}, mark, "map", None, span)
+        return Node({tag: Entry(mark, inner)}, mark, "map", None, span)
     if isinstance(node, ScalarNode):
-        if node.tag.startswith("tag:yaml.org,2002:") is False:
-            raise PolicyError(f"unsupported YAML tag {node.tag} at {mark}")
-        try:
-            value = loader.construct_object(node, deep=True)
-        except yaml.YAMLError:
-            raise PolicyError(f"invalid scalar at {mark}") from None
-        if not isinstance(value, str | int | float | bool | type(None)):
-            # timestamps and binary: keep the text as written
-            value = node.value
+        if tag == _STR_TAG:
+            value = node.value  # what the safe constructor makes of a str scalar
+        elif not tag.startswith("tag:yaml.org,2002:"):
+            raise PolicyError(f"unsupported YAML tag {tag} at {mark}")
+        else:
+            try:
+                value = loader.construct_object(node, deep=True)
+            except yaml.YAMLError:
+                raise PolicyError(f"invalid scalar at {mark}") from None
+            if not isinstance(value, str | int | float | bool | type(None)):
+                # timestamps and binary: keep the text as written
+                value = node.value
         if isinstance(value, str) and _SURROGATE_RE.search(value):
             raise PolicyError(f"invalid character at {mark}: a lone UTF-16 surrogate "
                               "(\\ud800-\\udfff) is not text; remove it")
         return Node(value, mark, "scalar", node.value, span)
+    depth += 1
     if isinstance(node, SequenceNode):
-        items = [_convert(item, loader, depth + 1, source) for item in node.value]
+        items = [_convert(item, loader, depth, source) for item in node.value]
         return Node(items, mark, "seq", None, span)
     if isinstance(node, MappingNode):
         entries: dict[str, Entry] = {}
         for key_node, value_node in node.value:
-            key_mark = _mark(key_node.start_mark, source)
+            key_start = key_node.start_mark
+            key_mark = Mark(key_start.line + 1, key_start.column + 1, source)
             if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
                 raise PolicyError(f"unsupported mapping key at {key_mark}: keys must be names")
             key = key_node.value
@@ -206,7 +215,7 @@ def _convert(node: Any, loader: yaml.SafeLoader | _FastLoader, depth: int, sourc
             if key in entries:
                 first = entries[key].key_mark
                 raise PolicyError(f"duplicate key {key!r} at {key_mark} (first at {first})")
-            entries[key] = Entry(key_mark, _convert(value_node, loader, depth + 1, source))
+            entries[key] = Entry(key_mark, _convert(value_node, loader, depth, source))
         return Node(entries, mark, "map", None, span)
     raise PolicyError(f"unsupported YAML node at {mark}")
 

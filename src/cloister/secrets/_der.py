@@ -125,9 +125,11 @@ def _skip(der: bytes, at: int) -> int:
 
 
 def _time(when: datetime) -> bytes:
+    """UTCTime before 2050, GeneralizedTime from then on (RFC 5280 4.1.2.5), in seconds."""
+    clock = f"{when.month:02d}{when.day:02d}{when.hour:02d}{when.minute:02d}{when.second:02d}Z"
     if when.year < 2050:
-        return tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
-    return tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+        return tlv(0x17, f"{when.year % 100:02d}{clock}".encode("ascii"))
+    return tlv(0x18, f"{when.year:04d}{clock}".encode("ascii"))
 
 
 def algorithm_of(key: PrivateKey) -> str:

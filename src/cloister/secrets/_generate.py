@@ -29,7 +29,7 @@ from cryptography import x509
 
 from cloister.errors import PolicyError
 from cloister.policy._model import DEFAULT_SIZE, Secret, SecretKind
-from cloister.secrets import _der, _keys, _x509
+from cloister.secrets import _keys, _x509
 from cloister.secrets._value import SecretValue
 
 #: generated ascii secrets use printable ASCII except space and the characters
@@ -199,7 +199,7 @@ class _Objects:
         self._keys: dict[str, _keys.PrivateKey] = {}
         self._certs: dict[str, x509.Certificate] = {}
         self._issuers: dict[str, _x509.Issuer] = {}
-        self._signers: dict[str, _der.SignerInfo] = {}
+        self._made: dict[str, _x509.Issued] = {}
 
     def key(self, name: str) -> _keys.PrivateKey:
         key = self._keys.get(name)
@@ -212,7 +212,9 @@ class _Objects:
     def cert(self, name: str) -> x509.Certificate:
         cert = self._certs.get(name)
         if cert is None:
-            cert = self._certs[name] = self._values[name].certificate_object()
+            made = self._made.get(name)
+            cert = made.cert if made is not None else self._values[name].certificate_object()
+            self._certs[name] = cert
         return cert
 
     def issuer(self, name: str) -> _x509.Issuer:
@@ -221,9 +223,10 @@ class _Objects:
         if issuer is None:
             value = self._values[name]
             assert value.cert_pem is not None
+            made = self._made.get(name)
             issuer = self._issuers[name] = _x509.Issuer(
                 self.cert(name), self.key(name), value.chain, value.cert_pem,
-                self._signers.get(name),
+                made.signer if made is not None else None,
             )
         return issuer
 
@@ -231,8 +234,7 @@ class _Objects:
              issued: _x509.Issued | None = None) -> None:
         self._keys[name] = key
         if issued is not None:
-            self._certs[name] = issued.cert
-            self._signers[name] = issued.signer
+            self._made[name] = issued
 
 
 class _Keeper:

@@ -18,6 +18,7 @@ Profile (what a Vault or OpenSSL user expects):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -67,11 +68,15 @@ class Issuer:
 
 @dataclass(frozen=True)
 class Issued:
-    """A new certificate: the object, its PEM, and what it needs to sign (if it is a CA)."""
+    """A new certificate: its DER and PEM, and what it needs to sign (if it is a CA)."""
 
-    cert: x509.Certificate
+    der: bytes
     pem: str
     signer: _der.SignerInfo
+
+    @functools.cached_property
+    def cert(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.der)
 
 
 def cert_pem(cert: x509.Certificate) -> str:
@@ -107,7 +112,8 @@ def issue(secret: Secret, key: PrivateKey, issuer: Issuer | None, now: datetime)
     if not (all(d.isascii() for d in dns) and not_before.year >= 1950
             and end.year <= 9999 and end >= not_before):
         cert = issue_with_builder(secret, key, issuer, now)
-        return Issued(cert, cert_pem(cert), signer_of(cert, key))
+        return Issued(cert.public_bytes(serialization.Encoding.DER), cert_pem(cert),
+                      signer_of(cert, key))
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -122,7 +128,7 @@ def issue(secret: Secret, key: PrivateKey, issuer: Issuer | None, now: datetime)
     )
     der = _der.sign(tbs, signer.key)
     own = _der.SignerInfo(key, subject, key_id, end)
-    return Issued(x509.load_der_x509_certificate(der), _der.pem(der), own)
+    return Issued(der, _der.pem(der), own)
 
 
 def issue_with_builder(

@@ -97,3 +97,54 @@ def test_processes_sharing_a_log_rotate_it_once_and_lose_no_entry(tmp_path: Path
     assert all(f.stat().st_size <= 2000 for f in files), "a file grew past max_bytes"
     # each rotation moved a full file: no process rotated a file another had just begun
     assert len(files) > 3 and all(f.stat().st_size > 2000 - 400 for f in files[:-1])
+
+
+def test_free_space_is_read_at_every_check_when_low_and_once_a_second_when_plenty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills is noticed at the next check below 64 MiB free, within a second
+    above; a write that fails forgets the last reading."""
+    log = AuditLog(tmp_path / "audit.log")
+    free = [1 << 40]
+    reads = [0]
+    real_statvfs, real_write = os.fstatvfs, os.write
+    clock = [100.0]
+
+    def statvfs(fd: int) -> os.statvfs_result:
+        reads[0] += 1
+        st = real_statvfs(fd)
+        blocks = free[0] // st.f_frsize
+        fields = list(st)
+        fields[3] = fields[4] = blocks  # f_bfree, f_bavail
+        return os.statvfs_result(fields)
+
+    def write(fd: int, data: bytes) -> int:
+        if free[0] == 0 and fd == log._fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "fstatvfs", statvfs)
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr("cloister.cas._audit.time.monotonic", lambda: clock[0])
+    for _ in range(100):
+        log.require_writable()
+    assert reads[0] == 1  # plenty: one reading serves the next second
+    free[0] = 1 << 20  # 1 MiB: little room; each check reads again
+    clock[0] += 1.0
+    log.require_writable()
+    log.require_writable()
+    assert reads[0] == 3
+    free[0] = 16 * 1024  # under the 64 KiB headroom: refused at the next check
+    with pytest.raises(errors.StoreFull):
+        log.require_writable()
+    free[0] = 1 << 40
+    log.require_writable()  # space back: accepted again
+    free[0] = 0  # a sudden full disk within the second: the failed write is noticed
+    log.record(caller="k", action="create", session="held", decision="allow")
+    with pytest.raises(errors.StoreFull):
+        log.require_writable()
+    assert log._plenty_until == 0.0  # the next checks read the free space again
+    free[0] = 1 << 40
+    log.require_writable()
+    log.close()
+    assert [e["session"] for e in _entries(tmp_path / "audit.log")] == ["held"]

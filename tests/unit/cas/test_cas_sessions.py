@@ -173,3 +173,31 @@ def test_a_creator_swapped_in_the_store_makes_secrets_unreadable(tmp_path: Path)
         store.secrets("src", store.current("src").hash)  # type: ignore[union-attr]
     assert store.check_integrity() != []
     store.close()
+
+
+def test_the_creator_quota_holds_across_processes_and_every_refusal_is_audited(
+        tmp_path: Path) -> None:
+    """Two CAS processes on one store: each counts what it saw, the store counts exactly."""
+    from cloister.cas._limits import Limits  # noqa: PLC0415
+
+    audit = AuditLog(tmp_path / "audit.log")
+    stores = [sealed_sqlite(tmp_path / "cas.db", bytes(32)) for _ in range(2)]
+    one, two = (SessionService(s, SecretsEngine(), audit, limits=Limits(max_sessions_per_creator=3))
+                for s in stores)
+    text = "name: {}\nversion: '0.3'\nsecrets:\n  - name: pw\n    kind: ascii\n"
+    one.write(text.format("a"), ALICE)
+    one.write(text.format("b"), ALICE)
+    two.write(text.format("c"), ALICE)  # the first process has not seen this one
+    with pytest.raises(errors.QuotaExceeded, match="max_sessions_per_creator"):
+        one.write(text.format("d"), ALICE)  # refused by the store's own count
+    assert stores[0].current("d") is None
+    with pytest.raises(errors.QuotaExceeded):
+        two.write(text.format("e"), ALICE)
+    assert one.write(text.format("f"), Caller("b" * 64, "PEM-B")).created  # another creator
+    denied = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    refusals = [e for e in denied if e["decision"] == "deny"]
+    assert [(e["session"], e["reason"].split(":")[0]) for e in refusals] == [
+        ("d", "quota_exceeded"), ("e", "quota_exceeded")]
+    for s in stores:
+        s.close()
+    audit.close()

@@ -215,8 +215,9 @@ def test_rewrap_under_a_new_term_keeps_everything_readable(opened: Callable[[], 
     assert two.check_integrity() == []
 
 
-def race(n: int, write: Callable[[int], None]) -> list[str]:
-    """Run ``write(0..n-1)`` in ``n`` threads released together; "ok"/"conflict" each."""
+def race(n: int, write: Callable[[int], object]) -> list[str]:
+    """Run ``write(0..n-1)`` in ``n`` threads released together; "ok"/"conflict"/"quota"
+    each."""
     results: list[str] = []
     barrier = threading.Barrier(n)
 
@@ -227,6 +228,8 @@ def race(n: int, write: Callable[[int], None]) -> list[str]:
             results.append("ok")
         except errors.Conflict:
             results.append("conflict")
+        except errors.QuotaExceeded:
+            results.append("quota")
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
     for t in threads:
@@ -414,3 +417,23 @@ def test_a_store_of_before_the_count_gets_it_from_its_history(
     backend.raw("DROP TABLE creator_sessions")  # as schema version 5 left it
     backend.raw("DELETE FROM schema_version WHERE version = 6")
     assert opened().sessions_created_by("c" * 64) == 3
+
+
+def test_the_per_creator_quota_is_exact_across_replicas(opened: Callable[[], Store]) -> None:
+    """Creates of one creator racing on two replicas: exactly the quota's worth get in,
+    each told its count, and a refused create leaves nothing behind."""
+    one, two = opened(), opened()
+    assert one.create(rec("first", "1" * 64), {}, max_sessions=5) == 1
+    counts: list[int] = []
+    results = race(12, lambda i: counts.append((one, two)[i % 2].create(
+        rec(f"q{i}", f"{i + 16:064x}"), {"s": b"v"}, max_sessions=5)))
+    assert sorted(results) == ["ok"] * 4 + ["quota"] * 8
+    assert sorted(counts) == [2, 3, 4, 5]
+    assert one.sessions_created_by("c" * 64) == two.sessions_created_by("c" * 64) == 5
+    stored = [i for i in range(12) if two.current(f"q{i}") is not None]
+    assert len(stored) == 4 and all(one.secrets(f"q{i}", f"{i + 16:064x}") for i in stored)
+    with pytest.raises(errors.QuotaExceeded, match="max_sessions_per_creator"):
+        two.create(rec("late", "f" * 64), {}, max_sessions=5)
+    other = SessionRecord("o", "e" * 64, None, "name: o\n", "d" * 64, "PEM", 1.0)
+    assert two.create(other, {}, max_sessions=5) == 1  # another creator has its own count
+    assert one.create(rec("unbounded", "a" * 64), {}) == 6  # no quota given: none applies
