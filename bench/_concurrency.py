@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
-import http.client
 import json
 import multiprocessing
 import os
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bench import _http1
 from bench._cpu import tree_cpu_seconds
 from bench._stats import Figure, Summary, Target, percentile
 
@@ -105,17 +105,42 @@ def make_identity(directory: Path, name: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _connection(job: Job) -> http.client.HTTPSConnection:
-    ctx = ssl.create_default_context(cafile=job.cas_ca)
-    ctx.load_cert_chain(job.cert, job.key)
-    return http.client.HTTPSConnection("localhost", job.cas_port, context=ctx, timeout=60)
+@functools.cache
+def _context(cas_ca: str, cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cas_ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
-def _post(conn: http.client.HTTPSConnection, path: str, body: bytes,
-          content_type: str) -> tuple[int, bytes]:
-    conn.request("POST", path, body=body, headers={"Content-Type": content_type})
-    resp = conn.getresponse()
-    return resp.status, resp.read()
+class _Client:
+    """One client's keep-alive connection, opened again when the server closed it."""
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+        self._conn: _http1.Connection | None = None
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        if self._conn is None:
+            job = self._job
+            self._conn = _http1.Connection("127.0.0.1", job.cas_port,
+                                           _context(job.cas_ca, job.cert, job.key))
+        try:
+            status, data, keep = self._conn.post(path, body, content_type)
+        except OSError:
+            self.close()
+            raise
+        if not keep:
+            self.close()
+        return status, data
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _post(conn: _Client, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    return conn.post(path, body, content_type)
 
 
 @functools.cache
@@ -125,7 +150,7 @@ def _las_key(state: str) -> Any:
     return simulation.load_or_create_platform_key(Path(state))
 
 
-def _attest_once(conn: http.client.HTTPSConnection, job: Job) -> str:
+def _attest_once(conn: _Client, job: Job) -> str:
     """One attestation; "" when it succeeded, else why not."""
     from cloister.attest import (  # noqa: PLC0415 - in the client process only
         generate_ephemeral_key,
@@ -161,7 +186,7 @@ def cfssl_request(name: str) -> bytes:
                                    "key": {"algo": "ecdsa", "size": 256}}}).encode()
 
 
-def _cfssl_once(conn: http.client.HTTPSConnection, name: str) -> str:
+def _cfssl_once(conn: _Client, name: str) -> str:
     status, data = _post(conn, "/api/v1/cfssl/newcert", cfssl_request(name), "application/json")
     if status != 200:
         return f"HTTP {status}"
@@ -171,7 +196,7 @@ def _cfssl_once(conn: http.client.HTTPSConnection, name: str) -> str:
 def _client(job: Job, tag: str, out: list[float], failures: list[str]) -> None:
     from cloister.errors import Error  # noqa: PLC0415
 
-    conn = _connection(job)
+    conn = _Client(job)
     time.sleep(max(0.0, job.start_at - time.time()))
     deadline = job.start_at + job.seconds
     serial = 0
@@ -189,9 +214,7 @@ def _client(job: Job, tag: str, out: list[float], failures: list[str]) -> None:
                 why = _cfssl_once(conn, f"c-{tag}-{serial}.bench")
             else:
                 why = _attest_once(conn, job)
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            conn = _connection(job)
+        except OSError as exc:  # the client opens a new connection for the next request
             why = type(exc).__name__
         except Error as exc:  # the LAS refused a connection (its backlog is small)
             why = type(exc).__name__
