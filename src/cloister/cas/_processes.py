@@ -151,9 +151,9 @@ def main() -> int:
     _prctl.seal_off_server()  # exec made this process dumpable again
     parent, config = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 — from our parent
     _die_with_parent(parent)
-    from cloister.cli._main import _configure_logging  # noqa: PLC0415
+    from cloister.cli._guard import configure_logging  # noqa: PLC0415
 
-    _configure_logging(False)
+    configure_logging(False)
     from cloister.cas._server import CASServer  # noqa: PLC0415
 
     try:

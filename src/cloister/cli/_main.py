@@ -1,16 +1,16 @@
-"""Root parser, command registration and error reporting."""
+"""Root parser and command registration; :mod:`._guard` reports what fails."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Iterator, Sequence
 
-from cloister import __version__, errors
+from cloister import __version__
 from cloister.cli._examples import epilog_for
-from cloister.cli._exit import INTERRUPTED_EXIT, epilog, exit_code_for
+from cloister.cli._exit import epilog
+from cloister.cli._guard import configure_logging, guarded
 from cloister.cli._output import add_common_options
 
 #: command-group modules (``cloister.cli.<name>``); each has ``register(subparsers)``
@@ -80,50 +80,9 @@ def _finish(parser: argparse.ArgumentParser) -> None:
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-def report(err: errors.Error) -> None:
-    """Print ``err`` as one line (plus one line per detail) on stderr."""
-    print(f"cloister: error: {err.message}", file=sys.stderr)
-    for detail in err.details:
-        print(f"  - {detail}", file=sys.stderr)
-
-
-def _configure_logging(verbose: bool) -> None:
-    """Log cloister's own messages to stderr; the root logger stays the program's own
-    (``cloister run`` hosts the workload in this process)."""
-    logger = logging.getLogger("cloister")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
-    try:
-        result: int = args.func(args)
-    except errors.Error as err:
-        if args.verbose:
-            logging.getLogger("cloister").exception("command failed")
-        report(err)
-        return exit_code_for(err)
-    except KeyboardInterrupt:
-        return INTERRUPTED_EXIT
-    except OSError as err:
-        # the system refused something (a path, a port, a permission): say what, where
-        if args.verbose:
-            logging.getLogger("cloister").exception("command failed")
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"cloister: error: {err.strerror or err}{where}", file=sys.stderr)
-        return exit_code_for(errors.ConfigError(""))
-    except Exception as err:  # a bug: one line; the traceback only with --verbose
-        if args.verbose:
-            logging.getLogger("cloister").exception("command failed")
-        print(f"cloister: error: unexpected {type(err).__name__}; rerun with --verbose for "
-              "details, and please report it", file=sys.stderr)
-        return 1
-    return result
+    configure_logging(args.verbose)
+    return guarded(lambda: args.func(args), verbose=args.verbose)

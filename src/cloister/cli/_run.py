@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from cloister.cli import _isolated as isolated
+
+if TYPE_CHECKING:  # argparse only for the options: `run` alone needs no parser (launch)
+    import argparse
 
 #: the flag -> the variable it overrides (flags win over the environment)
 _FLAG_VARIABLES = (("cas", "CLOISTER_CAS_ADDR"), ("cas_cert", "CLOISTER_CAS_CERT"),
@@ -25,12 +29,20 @@ def _run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value:
             env[variable] = value
+    return launch(command, env)
+
+
+def launch(command: Sequence[str], env: Mapping[str, str]) -> int:
+    """Attest and launch ``command`` (the policy's Python program when empty) in this,
+    the isolated process, configured by ``env``."""
     from cloister import runtime  # noqa: PLC0415 - after the restart: imported once
 
     return runtime.run(command, runtime.RunSettings.from_env(env))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    import argparse  # noqa: PLC0415 - see the import above
+
     run = subparsers.add_parser(
         "run",
         help="attest to the CAS and launch the configured program",

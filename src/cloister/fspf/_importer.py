@@ -25,6 +25,7 @@ import linecache
 import marshal
 import os
 import pathlib
+import posix
 import runpy
 import sys
 import traceback
@@ -47,12 +48,23 @@ class TreeFinder(importlib.abc.MetaPathFinder):
         self.tree = tree
         self.root = os.path.abspath(root)
         self.show_source = show_source
+        #: logical path of each absolute import path entry seen (every import asks again)
+        self._bases: dict[str, str | None] = {}
 
     def view(self, logical: str) -> str:
         return os.path.normpath(self.root + logical) if self.root != "/" else logical
 
     def logical(self, path: str) -> str | None:
         return self.tree.to_logical(os.path.abspath(path), self.root)
+
+    def _base(self, entry: str) -> str | None:
+        """:meth:`logical` of an import path entry (cached when absolute: a pure function
+        of the entry then, while a relative one follows the working directory)."""
+        if not entry.startswith("/"):
+            return self.logical(entry or os.getcwd())
+        if entry not in self._bases:
+            self._bases[entry] = self.logical(entry)
+        return self._bases[entry]
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
@@ -62,7 +74,7 @@ class TreeFinder(importlib.abc.MetaPathFinder):
         for entry in entries:
             if not isinstance(entry, str):
                 continue  # sys.path may hold non-strings in the wild
-            base = self.logical(entry or os.getcwd())
+            base = self._base(entry)
             if base is None:
                 continue
             stem = base.rstrip("/") + "/" + name
@@ -97,11 +109,22 @@ class TreeFinder(importlib.abc.MetaPathFinder):
         candidates += [stem + s for s in importlib.machinery.EXTENSION_SUFFIXES]
         for logical in candidates:
             host = self.tree.host_path(logical)
-            if host is not None and os.path.exists(host):
+            if host is not None and _on_host(host):
                 raise errors.IntegrityError(
                     f"{host} is in a protected region but not listed in the protection file "
                     f"{self.tree.fspf_path}; refusing to import it (added after sealing?)"
                 )
+
+
+def _on_host(path: str) -> bool:
+    """Whether ``path`` exists on the host's filesystem, which is where an ordinary finder
+    would import it from (``posix.stat``: an in-memory overlay's ``os.stat`` is slower and
+    answers for files no finder would import)."""
+    try:
+        posix.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class TreeLoader(importlib.abc.InspectLoader):

@@ -61,3 +61,35 @@ def test_an_isolated_process_of_the_runtime_does_not_restart_again() -> None:
     # it went on to read its settings (and found none) instead of exec'ing itself again
     assert done.returncode != 0
     assert done.stderr.startswith("cloister: error: no configuration id"), done.stderr
+
+
+#: the isolated process (`python -I -m cloister.cli run …`), reporting whether it parsed
+_ISOLATED = """
+import json, os, sys
+import cloister.cli
+sys.argv = [os.path.join(os.path.dirname(cloister.cli.__file__), "__main__.py"),
+            *json.loads(os.environ["PROBE_ARGS"])]
+status = cloister.cli.main()
+print(json.dumps({"status": status, "parsed": "argparse" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize(("args", "parsed"), [
+    (["run"], False),
+    (["run", "--"], False),
+    (["run", "--", "redis-server", "--port", "1"], False),
+    (["run", "--las", "/tmp/l.sock"], True),
+    (["run", "-v", "--", "redis-server"], True),
+])
+def test_the_isolated_process_parses_only_options(args: list[str], parsed: bool) -> None:
+    """`run` and `run -- COMMAND…` (how services start) need no parser; with or without
+    it, a failure is the same one line and exit code."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "CLOISTER_", "SCONE_"))}
+    env["PROBE_ARGS"] = json.dumps(args)
+    done = subprocess.run([sys.executable, "-I", "-c", _ISOLATED], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout) == {"status": 2, "parsed": parsed}, done.stderr
+    assert ("cloister: error: no configuration id: set CLOISTER_CONFIG_ID=session/service "
+            "(or SCONE_CONFIG_ID)") in done.stderr.splitlines()
+    assert ("Traceback" in done.stderr) == ("-v" in args)  # only --verbose shows one
