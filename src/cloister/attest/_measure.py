@@ -84,17 +84,30 @@ def is_python_interpreter(path: Path) -> bool:
 
 
 def runtime_files(root: Path) -> list[tuple[str, Path]]:
-    """``("cloister/<rel>", path)`` for every ``*.py`` under ``root``, sorted by name bytes."""
+    """``("cloister/<rel>", path)`` for every ``*.py`` under ``root``, sorted by name bytes.
+
+    Directories are entered through symbolic links too; ``__pycache__`` is skipped.
+    """
     items = []
-    # os.walk, not Path.rglob: the LAS lists these on every quote, and rglob is ~5x slower
-    for top, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        rel_top = os.path.relpath(top, root)
-        for name in files:
-            path = os.path.join(top, name)
-            if name.endswith(".py") and os.path.isfile(path):
-                rel = name if rel_top == "." else f"{rel_top}/{name}"
-                items.append((f"cloister/{rel.replace(os.sep, '/')}", Path(path)))
+    # os.scandir, not os.walk or Path.rglob: the LAS lists these on every quote, and a
+    # directory entry knows its type without a stat of its own (links are still followed)
+    pending = [(str(root), "cloister/")]
+    while pending:
+        top, prefix = pending.pop()
+        try:
+            with os.scandir(top) as listing:
+                entries = list(listing)
+        except OSError:
+            continue  # as os.walk: a directory that cannot be listed contributes nothing
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    if entry.name != "__pycache__":
+                        pending.append((entry.path, f"{prefix}{entry.name}/"))
+                elif entry.name.endswith(".py") and entry.is_file():
+                    items.append((prefix + entry.name, Path(entry.path)))
+            except OSError:
+                continue
     items.sort(key=lambda item: item[0].encode("utf-8"))
     return items
 
