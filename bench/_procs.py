@@ -138,7 +138,7 @@ class Platform:
             try:
                 platform_id = LasClient(self.las_addr, timeout=2).platform()["platform_id"]
                 break
-            except errors.EvidenceError:
+            except (errors.EvidenceError, errors.Unreachable):  # not answering, or no socket yet
                 if las.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"LAS did not start: {tail(las_log)}") from None
                 time.sleep(0.05)
