@@ -139,6 +139,19 @@ class _SSLReader(SSLFileobjectStreamReader):
         super(StreamReader, self).__init__(_SSLSocketIO(sock, "rb"), bufsize)
         self.bytes_read = 0
 
+    def readline(self, size: int | None = -1) -> bytes:
+        """A line already in the buffer comes straight from it (the request line and
+        headers, handed over whole by the gate); else the pure-Python ``_pyio`` way."""
+        state: Any = self  # _pyio.BufferedReader's buffer (cheroot's has_data reads it too)
+        buf: bytes = state._read_buf
+        pos: int = state._read_pos
+        end = buf.find(b"\n", pos)
+        limit = -1 if size is None else size
+        if end >= 0 and (limit < 0 or end + 1 - pos <= limit):
+            state._read_pos = end + 1
+            return buf[pos:end + 1]
+        return bytes(super().readline(limit))
+
 
 class _SSLWriter:
     """The response side of a TLS connection: a write goes out at once, unless corked.

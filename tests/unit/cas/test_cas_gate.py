@@ -8,6 +8,7 @@ clients on loopback.  Bounds are generous for a loaded 2-core machine.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.client
 import json
 import socket
@@ -162,3 +163,20 @@ def test_a_client_hanging_up_while_a_worker_waits_is_let_go_at_once(
     while server.http.open_connections and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.http.open_connections == 0, "the waiting worker did not notice the hang-up"
+
+
+def test_every_answer_has_one_current_date_header(server: CASServer) -> None:
+    conn = http.client.HTTPSConnection("localhost", server.address[1],
+                                       context=_context(server), timeout=30)
+    try:
+        for path in ("/healthz", "/nope", "/healthz"):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            dates = resp.headers.get_all("Date") or []
+            assert len(dates) == 1, f"{path}: Date headers {dates}"
+            sent = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+            assert abs(sent - time.time()) < 5, dates[0]
+            assert dates[0].endswith(" GMT")
+    finally:
+        conn.close()
