@@ -77,11 +77,10 @@ def load_session(
     if messages or session is None:
         first, *rest = messages or ["invalid session"]
         raise PolicyError(first, details=rest)
-    return replace(
-        session,
-        unserved=tuple(reader.unserved_messages()),
-        notes=tuple(reader.note_messages()),
-    )
+    unserved, notes = tuple(reader.unserved_messages()), tuple(reader.note_messages())
+    if not (unserved or notes):
+        return session  # the common case: no second construction (and validation)
+    return replace(session, unserved=unserved, notes=notes)
 
 
 def session_digest(data: Any) -> str:
