@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -43,7 +44,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from cloister import errors
+
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 #: units committed together at most
 MAX_BATCH = 64
@@ -79,11 +83,11 @@ class GroupCommit:
                  max_batch: int = MAX_BATCH, lock_file: str | None = None) -> None:
         self._connect = connect
         self._max_batch = max_batch
+        #: the synchronous setting each connection has (by id), so it is set only on a change
+        self._sync: dict[int, str] = {}
         #: the writer lock shared with other processes (-1: this process only).  It only
         #: orders the writers; SQLite's own locking keeps them correct without it, so a
         #: lock file that cannot be made (a read-only copy of the state) is done without
-        #: the synchronous setting each connection has (by id), so it is set only on a change
-        self._sync: dict[int, str] = {}
         self._lock_fd = -1
         if lock_file is not None:
             with contextlib.suppress(OSError):
@@ -112,8 +116,7 @@ class GroupCommit:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
                 try:
-                    with self._process_lock():
-                        self._commit(batch)
+                    self._locked_commit(batch)
                 finally:
                     with self._mutex:
                         self.batches += 1
@@ -129,6 +132,24 @@ class GroupCommit:
                 else:
                     self._leading = False
         return unit.outcome()
+
+    def _locked_commit(self, batch: list[_Unit[Any]]) -> None:
+        """Steps 2-3 under the writer lock.  When the lock cannot be taken no unit ran:
+        each gets that error, never an answer of success."""
+        committed = False
+        try:
+            with self._process_lock():
+                self._commit(batch)
+                committed = True
+        except OSError as exc:
+            if committed:  # releasing the lock failed: the batch stands as committed
+                _log.warning("the store's writer lock was not released: %s", exc.strerror)
+                return
+            for unit in batch:
+                if unit.error is None:
+                    unit.error = errors.StoreUnavailable(
+                        f"the store's writer lock cannot be taken: {exc.strerror}",
+                        details=["retry the request; check the CAS state directory"])
 
     @contextlib.contextmanager
     def _process_lock(self) -> Iterator[None]:

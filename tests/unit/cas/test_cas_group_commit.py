@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -10,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloister.cas._group_commit import GroupCommit
+from cloister.errors import StoreUnavailable
 
 
 @pytest.fixture
@@ -157,3 +161,74 @@ def test_an_answered_unit_is_visible_to_a_new_connection(db_path: Path) -> None:
         assert group.run(_insert(f"k{i}", i), durable=i % 2 == 0) == 1
         assert _rows(db_path)[f"k{i}"] == i
     assert group.batches == 5  # one client alone waits for nobody
+
+
+def test_a_writer_lock_that_cannot_be_taken_fails_the_units_and_writes_none(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = threading.local()
+
+    def connect() -> sqlite3.Connection:
+        if getattr(local, "conn", None) is None:
+            local.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        return local.conn  # type: ignore[no-any-return]
+
+    group = GroupCommit(connect, lock_file=str(db_path) + ".lock")
+    real_flock = fcntl.flock
+
+    def refuse(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    with pytest.raises(StoreUnavailable, match="writer lock cannot be taken: No locks"):
+        group.run(_insert("never", 1))
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert _rows(db_path) == {}, "nothing ran, so nothing may be answered as written"
+    assert group.run(_insert("later", 2)) == 1  # the lock works again: so does the store
+    assert _rows(db_path) == {"later": 2}
+    group.close()
+
+
+def test_units_queued_behind_a_refused_writer_lock_are_not_answered_as_written(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    group, _ = _group(db_path)
+    group._lock_fd = os.open(str(db_path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(db: sqlite3.Connection) -> None:
+        holding.set()
+        assert release.wait(10)
+
+    outcome: dict[str, object] = {}
+
+    def run(name: str, work: Callable[[sqlite3.Connection], object]) -> None:
+        try:
+            outcome[name] = group.run(work)
+        except StoreUnavailable as exc:
+            outcome[name] = exc
+
+    leader = threading.Thread(target=run, args=("hold", hold))
+    leader.start()
+    assert holding.wait(10)
+    queued = [threading.Thread(target=run, args=(k, _insert(k, 1))) for k in ("a", "b")]
+    for thread in queued:
+        thread.start()
+    while len(group._queue) < 2:
+        threading.Event().wait(0.01)
+    real_flock = fcntl.flock
+
+    def refuse(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", refuse)  # the next batch's lock is refused
+    release.set()
+    for thread in (leader, *queued):
+        thread.join(10)
+    assert outcome["hold"] is None
+    assert isinstance(outcome["a"], StoreUnavailable), outcome
+    assert isinstance(outcome["b"], StoreUnavailable), "answered as written, never run"
+    assert _rows(db_path) == {}
+    group.close()
