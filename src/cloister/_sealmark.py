@@ -16,58 +16,22 @@ library has already parsed and verified the certificate it was given.
 
 from __future__ import annotations
 
+from cloister._asn1 import children, element, oid_content
+
+__all__ = ["SEALED_MODE_OID", "extension_oids", "is_sealed_mode", "oid_content"]
+
 #: a UUID-derived OID (2.25.<uuid>), so it collides with no registered arc
 SEALED_MODE_OID = "2.25.292563390482562001457314565352160620143"
 
 _SEQUENCE, _OID, _EXTENSIONS = 0x30, 0x06, 0xA3  # [3] EXPLICIT Extensions in a TBSCertificate
-
-
-def oid_content(dotted: str) -> bytes:
-    """The DER content octets of the OBJECT IDENTIFIER ``dotted`` (X.690, 8.19)."""
-    first, second, *rest = (int(arc) for arc in dotted.split("."))
-    out = bytearray()
-    for arc in (40 * first + second, *rest):
-        chunk = [arc & 0x7F]
-        while arc := arc >> 7:
-            chunk.append(0x80 | (arc & 0x7F))
-        out += bytes(reversed(chunk))
-    return bytes(out)
-
-
 _MARK = oid_content(SEALED_MODE_OID)
 
 
-def _element(der: bytes, at: int, end: int) -> tuple[int, int, int]:
-    """``(tag, start of content, end of content)`` of the DER element at ``at``."""
-    if at + 2 > end:
-        raise ValueError("truncated")
-    tag, length = der[at], der[at + 1]
-    at += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if not 0 < count <= 4 or at + count > end:
-            raise ValueError("bad length")
-        length = int.from_bytes(der[at:at + count], "big")
-        at += count
-    if at + length > end:
-        raise ValueError("truncated")
-    return tag, at, at + length
-
-
-def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    found = []
-    while start < end:
-        element = _element(der, start, end)
-        found.append(element)
-        start = element[2]
-    return found
-
-
-def _inside(element: tuple[int, int, int], tag: int) -> tuple[int, int]:
-    """The content span of ``element``, which must carry ``tag``."""
-    if element[0] != tag:
-        raise ValueError(f"expected tag {tag:#x}, found {element[0]:#x}")
-    return element[1], element[2]
+def _inside(item: tuple[int, int, int], tag: int) -> tuple[int, int]:
+    """The content span of ``item``, which must carry ``tag``."""
+    if item[0] != tag:
+        raise ValueError(f"expected tag {tag:#x}, found {item[0]:#x}")
+    return item[1], item[2]
 
 
 def extension_oids(der: bytes) -> list[bytes]:
@@ -75,16 +39,16 @@ def extension_oids(der: bytes) -> list[bytes]:
 
     :class:`ValueError` when ``der`` does not have a certificate's structure.
     """
-    start, end = _inside(_element(der, 0, len(der)), _SEQUENCE)  # Certificate
-    start, end = _inside(_element(der, start, end), _SEQUENCE)  # TBSCertificate
+    start, end = _inside(element(der, 0, len(der)), _SEQUENCE)  # Certificate
+    start, end = _inside(element(der, start, end), _SEQUENCE)  # TBSCertificate
     oids = []
-    for field in _children(der, start, end):
+    for field in children(der, start, end):
         if field[0] != _EXTENSIONS:
             continue
-        first, last = _inside(_element(der, field[1], field[2]), _SEQUENCE)
-        for extension in _children(der, first, last):  # Extension ::= SEQUENCE { extnID, … }
+        first, last = _inside(element(der, field[1], field[2]), _SEQUENCE)
+        for extension in children(der, first, last):  # Extension ::= SEQUENCE { extnID, … }
             inner, stop = _inside(extension, _SEQUENCE)
-            oid_start, oid_end = _inside(_element(der, inner, stop), _OID)
+            oid_start, oid_end = _inside(element(der, inner, stop), _OID)
             oids.append(der[oid_start:oid_end])
     return oids
 

@@ -26,6 +26,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from cloister._asn1 import children, element, oid_content
 from cloister.secrets._keys import PrivateKey
 
 
@@ -43,16 +44,7 @@ def _seq(*parts: bytes) -> bytes:
 
 
 def _oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray((40 * arcs[0] + arcs[1],))
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        rest = arc >> 7
-        while rest:
-            chunk.append(0x80 | (rest & 0x7F))
-            rest >>= 7
-        body += bytes(reversed(chunk))
-    return tlv(0x06, bytes(body))
+    return tlv(0x06, oid_content(dotted))
 
 
 def integer(value: int) -> bytes:
@@ -104,24 +96,9 @@ def name(common_name: str) -> bytes:
 def key_identifier(spki: bytes) -> bytes:
     """RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING's bits (what
     ``SubjectKeyIdentifier.from_public_key`` computes), read from the DER SPKI."""
-    start, _ = _inside(spki, 0)  # SEQUENCE { algorithm, subjectPublicKey }
-    bits_start, bits_end = _inside(spki, _skip(spki, start))
-    return hashlib.sha1(spki[bits_start + 1:bits_end]).digest()  # noqa: S324 — RFC 5280
-
-
-def _inside(der: bytes, at: int) -> tuple[int, int]:
-    """Offsets of the content of the element starting at ``at``: (start, end)."""
-    first = der[at + 1]
-    if first < 0x80:
-        return at + 2, at + 2 + first
-    count = first & 0x7F
-    length = int.from_bytes(der[at + 2:at + 2 + count], "big")
-    return at + 2 + count, at + 2 + count + length
-
-
-def _skip(der: bytes, at: int) -> int:
-    """Offset just after the element starting at ``at``."""
-    return _inside(der, at)[1]
+    _, start, end = element(spki, 0, len(spki))  # SEQUENCE { algorithm, subjectPublicKey }
+    _, bits = children(spki, start, end)
+    return hashlib.sha1(spki[bits[1] + 1:bits[2]]).digest()  # noqa: S324 — RFC 5280
 
 
 def _time(when: datetime) -> bytes:
