@@ -32,6 +32,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -309,23 +310,30 @@ def figures(section: str, what: str, runs: list[Run],
             subject=Summary.of([r.rate]), target_on="value",
             target=target if r.clients == TARGET_CLIENTS else None,
             note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(r.latencies)} done, "
-                 f"{len(r.failures)} failed{failed}{cpu_note(r)}",
+                 f"{len(r.failures)} failed{failed}{cpu_note([r])}",
             extra={"clients": r.clients, "p50_ms": p50, "p99_ms": p99, "done": len(r.latencies),
-                   "failed": dict(Counter(r.failures)), **cpu_extra(r)},
+                   "failed": dict(Counter(r.failures)), **cpu_extra([r])},
         ))
     return out
 
 
-def cpu_note(r: Run) -> str:
+def cpu_per_request(runs: Sequence[Run]) -> tuple[float | None, float | None]:
+    """Median CPU ms per request over ``runs``: (server, clients); None where unmetered."""
+    server = [v for r in runs if (v := r.cpu_ms_per_request(r.server_cpu)) is not None]
+    client = [v for r in runs if (v := r.cpu_ms_per_request(r.client_cpu)) is not None]
+    return (percentile(server, 50) if server else None,
+            percentile(client, 50) if client else None)
+
+
+def cpu_note(runs: Sequence[Run]) -> str:
     """"; CPU per request: server X ms, clients Y ms" (server only when it was metered)."""
-    server = r.cpu_ms_per_request(r.server_cpu)
-    client = r.cpu_ms_per_request(r.client_cpu)
+    server, client = cpu_per_request(runs)
     if client is None:
         return ""
     head = f"server {server:.2f} ms, " if server is not None else ""
     return f"; CPU per request: {head}clients {client:.2f} ms"
 
 
-def cpu_extra(r: Run) -> dict[str, float | None]:
-    return {"server_cpu_ms": r.cpu_ms_per_request(r.server_cpu),
-            "client_cpu_ms": r.cpu_ms_per_request(r.client_cpu)}
+def cpu_extra(runs: Sequence[Run]) -> dict[str, float | None]:
+    server, client = cpu_per_request(runs)
+    return {"server_cpu_ms": server, "client_cpu_ms": client}

@@ -169,14 +169,9 @@ def _rate_figure(name: str, runs: Sequence[Run], what: str,
     p50, p99 = percentile(ms, 50), percentile(ms, 99)
     done = sum(len(r.latencies) for r in runs)
     failed = sum(len(r.failures) for r in runs)
-    server = [v for r in runs if (v := r.cpu_ms_per_request(r.server_cpu)) is not None]
-    client = [v for r in runs if (v := r.cpu_ms_per_request(r.client_cpu)) is not None]
-    cpu = (f"; CPU per request: server {percentile(server, 50):.2f} ms, clients "
-           f"{percentile(client, 50):.2f} ms") if server and client else ""
     return Figure(SECTION, name, "/s", subject=Summary.of([r.rate for r in runs]),
                   target=target, target_on="value",
                   note=f"{what}; p50 {p50:.1f} ms, p99 {p99:.1f} ms, {done} done, "
-                       f"{failed} failed{cpu}",
+                       f"{failed} failed{concurrency.cpu_note(runs)}",
                   extra={"p50_ms": p50, "p99_ms": p99, "done": done, "failed": failed,
-                         "server_cpu_ms": percentile(server, 50) if server else None,
-                         "client_cpu_ms": percentile(client, 50) if client else None})
+                         **concurrency.cpu_extra(runs)})

@@ -59,6 +59,14 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_platform_choice(parser: argparse.ArgumentParser, id_help: str) -> None:
+    """PLATFORM_ID or --las ADDR (read by :func:`_platform_id`)."""
+    parser.add_argument("platform_id", metavar="PLATFORM_ID", nargs="?", default=None,
+                        help=id_help)
+    parser.add_argument("--las", metavar="ADDR", default=None,
+                        help="read the id from this LAS (a socket path or HOST:PORT)")
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "platform", help="enrol the LAS platforms whose evidence counts for your sessions")
@@ -72,10 +80,7 @@ def register(subparsers: Any) -> None:
             "its id: do that only on the node itself. Audited on the CAS."
         ),
     )
-    enroll.add_argument("platform_id", metavar="PLATFORM_ID", nargs="?", default=None,
-                        help="64 hex digits (cloister las platform-id)")
-    enroll.add_argument("--las", metavar="ADDR", default=None,
-                        help="read the id from this LAS (a socket path or HOST:PORT)")
+    _add_platform_choice(enroll, "64 hex digits (cloister las platform-id)")
     enroll.add_argument("--label", default="", help="a note kept with the enrolment")
     add_cas_options(enroll)
     enroll.set_defaults(func=_enroll)
@@ -90,9 +95,6 @@ def register(subparsers: Any) -> None:
             "(unless a service lists it under platforms:). Audited on the CAS."
         ),
     )
-    remove.add_argument("platform_id", metavar="PLATFORM_ID", nargs="?", default=None,
-                        help="64 hex digits (cloister platform list)")
-    remove.add_argument("--las", metavar="ADDR", default=None,
-                        help="read the id from this LAS (a socket path or HOST:PORT)")
+    _add_platform_choice(remove, "64 hex digits (cloister platform list)")
     add_cas_options(remove)
     remove.set_defaults(func=_remove)

@@ -163,6 +163,19 @@ def test_an_answered_unit_is_visible_to_a_new_connection(db_path: Path) -> None:
     assert group.batches == 5  # one client alone waits for nobody
 
 
+def _refuse_exclusive_locks(monkeypatch: pytest.MonkeyPatch) -> Callable[[int, int], None]:
+    """``flock(LOCK_EX)`` fails with ENOLCK from now on; returns the real ``flock``."""
+    real_flock = fcntl.flock
+
+    def refuse(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    return real_flock
+
+
 def test_a_writer_lock_that_cannot_be_taken_fails_the_units_and_writes_none(
         db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local = threading.local()
@@ -173,14 +186,7 @@ def test_a_writer_lock_that_cannot_be_taken_fails_the_units_and_writes_none(
         return local.conn  # type: ignore[no-any-return]
 
     group = GroupCommit(connect, lock_file=str(db_path) + ".lock")
-    real_flock = fcntl.flock
-
-    def refuse(fd: int, op: int) -> None:
-        if op == fcntl.LOCK_EX:
-            raise OSError(errno.ENOLCK, "No locks available")
-        real_flock(fd, op)
-
-    monkeypatch.setattr(fcntl, "flock", refuse)
+    real_flock = _refuse_exclusive_locks(monkeypatch)
     with pytest.raises(StoreUnavailable, match="writer lock cannot be taken: No locks"):
         group.run(_insert("never", 1))
     monkeypatch.setattr(fcntl, "flock", real_flock)
@@ -216,14 +222,7 @@ def test_units_queued_behind_a_refused_writer_lock_are_not_answered_as_written(
         thread.start()
     while len(group._queue) < 2:
         threading.Event().wait(0.01)
-    real_flock = fcntl.flock
-
-    def refuse(fd: int, op: int) -> None:
-        if op == fcntl.LOCK_EX:
-            raise OSError(errno.ENOLCK, "No locks available")
-        real_flock(fd, op)
-
-    monkeypatch.setattr(fcntl, "flock", refuse)  # the next batch's lock is refused
+    _refuse_exclusive_locks(monkeypatch)  # the next batch's lock is refused
     release.set()
     for thread in (leader, *queued):
         thread.join(10)
